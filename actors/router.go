@@ -1,0 +1,213 @@
+package actors
+
+import (
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"urva/actors/msg"
+	"urva/persistence"
+)
+
+// Router is the one seam between "where does this actor live" and the code
+// that talks to actors. The local implementation keeps a registry in this
+// process; a cluster implementation would resolve the same calls to
+// Proto.Actor cluster grains. Handlers and actors never know which one runs.
+type Router interface {
+	// TellConversation delivers m to the conversation actor for key,
+	// activating it when it is not running.
+	TellConversation(key persistence.ConversationKey, m any)
+	// Publish delivers a committed conversation event to the sessions of the
+	// RM it is assigned to and to every supervisor session.
+	Publish(ev *msg.FeedEvent)
+	// NotifyRM delivers a frame to every session of one RM.
+	NotifyRM(f *msg.Frame)
+	// TellProvider delivers m to the provider actor of a channel.
+	TellProvider(channel string, m any) bool
+	// AddSession and RemoveSession track live RM sockets.
+	AddSession(rmID int64, supervisor bool, pid *actor.PID)
+	RemoveSession(rmID int64, pid *actor.PID)
+	// OnlineRMs lists RMs (not supervisors) with at least one live socket.
+	OnlineRMs() []int64
+}
+
+// localRouter is the single-node Router.
+type localRouter struct {
+	root      *actor.RootContext
+	spawnConv func(key persistence.ConversationKey, lease *convLease) *actor.Props
+	seed      maphash.Seed
+	shards    [64]convShard
+	gen       atomic.Uint64
+
+	providers map[string]*actor.PID // fixed after start
+
+	mu          sync.RWMutex
+	sessions    map[int64]map[*actor.PID]struct{} // rm id -> sessions
+	supervisors map[*actor.PID]struct{}
+	rmOnly      map[int64]bool // rm id -> true when the sessions are an RM's (not a supervisor's)
+}
+
+type convShard struct {
+	mu     sync.Mutex
+	actors map[persistence.ConversationKey]*convLease
+}
+
+// convLease is the router's record of one activation. sent counts messages
+// the router delivered; received counts those the actor took out of its
+// mailbox. An idle actor may stop only when both are equal, so no message
+// is ever left in the mailbox of a stopping actor.
+type convLease struct {
+	pid      *actor.PID
+	sent     uint64 // guarded by the shard lock
+	received atomic.Uint64
+}
+
+func newLocalRouter(root *actor.RootContext, spawnConv func(persistence.ConversationKey, *convLease) *actor.Props) *localRouter {
+	r := &localRouter{
+		root:        root,
+		spawnConv:   spawnConv,
+		seed:        maphash.MakeSeed(),
+		providers:   map[string]*actor.PID{},
+		sessions:    map[int64]map[*actor.PID]struct{}{},
+		supervisors: map[*actor.PID]struct{}{},
+		rmOnly:      map[int64]bool{},
+	}
+	for i := range r.shards {
+		r.shards[i].actors = map[persistence.ConversationKey]*convLease{}
+	}
+	return r
+}
+
+func (r *localRouter) shard(key persistence.ConversationKey) *convShard {
+	var h maphash.Hash
+	h.SetSeed(r.seed)
+	h.WriteString(key.Channel)
+	h.WriteString(key.BusinessNumber)
+	h.WriteString(key.ContactPhone)
+	return &r.shards[h.Sum64()%uint64(len(r.shards))]
+}
+
+func (r *localRouter) TellConversation(key persistence.ConversationKey, m any) {
+	sh := r.shard(key)
+	sh.mu.Lock()
+	lease, ok := sh.actors[key]
+	if !ok {
+		lease = &convLease{}
+		name := fmt.Sprintf("conversation/%s#%d", key, r.gen.Add(1))
+		pid, err := r.root.SpawnNamed(r.spawnConv(key, lease), name)
+		if err != nil {
+			sh.mu.Unlock()
+			failCommand(m, fmt.Errorf("%w: spawn conversation actor: %v", ErrUnavailable, err))
+			return
+		}
+		lease.pid = pid
+		sh.actors[key] = lease
+	}
+	lease.sent++
+	r.root.Send(lease.pid, m)
+	sh.mu.Unlock()
+}
+
+// release removes an idle activation when every message sent to it has been
+// received. It returns false when messages are still on their way, in which
+// case the actor stays up and handles them.
+func (r *localRouter) release(key persistence.ConversationKey, lease *convLease) bool {
+	sh := r.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	cur, ok := sh.actors[key]
+	if !ok || cur != lease {
+		return true // already replaced; nothing routes here any more
+	}
+	if lease.sent != lease.received.Load() {
+		return false
+	}
+	delete(sh.actors, key)
+	return true
+}
+
+// liveConversations counts activations (for tests and operators).
+func (r *localRouter) liveConversations() int {
+	n := 0
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.Lock()
+		n += len(sh.actors)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func (r *localRouter) Publish(ev *msg.FeedEvent) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if ev.AssignedRmId != 0 {
+		for pid := range r.sessions[ev.AssignedRmId] {
+			if _, sup := r.supervisors[pid]; !sup {
+				r.root.Send(pid, ev)
+			}
+		}
+	}
+	for pid := range r.supervisors {
+		r.root.Send(pid, ev)
+	}
+}
+
+func (r *localRouter) NotifyRM(f *msg.Frame) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for pid := range r.sessions[f.RmId] {
+		r.root.Send(pid, f)
+	}
+}
+
+func (r *localRouter) TellProvider(channel string, m any) bool {
+	pid, ok := r.providers[channel]
+	if !ok {
+		return false
+	}
+	r.root.Send(pid, m)
+	return true
+}
+
+func (r *localRouter) AddSession(rmID int64, supervisor bool, pid *actor.PID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	set := r.sessions[rmID]
+	if set == nil {
+		set = map[*actor.PID]struct{}{}
+		r.sessions[rmID] = set
+	}
+	set[pid] = struct{}{}
+	if supervisor {
+		r.supervisors[pid] = struct{}{}
+	} else {
+		r.rmOnly[rmID] = true
+	}
+}
+
+func (r *localRouter) RemoveSession(rmID int64, pid *actor.PID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.supervisors, pid)
+	if set := r.sessions[rmID]; set != nil {
+		delete(set, pid)
+		if len(set) == 0 {
+			delete(r.sessions, rmID)
+			delete(r.rmOnly, rmID)
+		}
+	}
+}
+
+func (r *localRouter) OnlineRMs() []int64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]int64, 0, len(r.rmOnly))
+	for id := range r.rmOnly {
+		out = append(out, id)
+	}
+	return out
+}

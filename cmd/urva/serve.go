@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"urva/actors"
+	"urva/internal/config"
+	"urva/persistence"
+	"urva/transport/auth"
+	"urva/transport/httpapi"
+	"urva/transport/sandbox"
+	"urva/transport/whatsapp"
+)
+
+// shutdownGrace bounds a graceful stop.
+const shutdownGrace = 15 * time.Second
+
+// serve runs the server with a validated configuration until ctx is
+// cancelled: it wires the store, the actor system and the HTTP server, and
+// returns once they have shut down.
+func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
+	store, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error().Err(err).Msg("close store")
+		}
+	}()
+	if err := store.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if cfg.Sandbox.Enabled {
+		if err := seedSandboxUsers(ctx, store, log); err != nil {
+			return err
+		}
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
+	}
+	publicURL := strings.TrimRight(cfg.HTTP.PublicURL, "/")
+	if publicURL == "" {
+		publicURL, _ = config.DerivePublicURL(ln.Addr().String())
+	}
+
+	// WhatsApp: the real Cloud API, or the in-process sandbox when no api_base is set.
+	var sbWhatsApp *sandbox.WhatsApp
+	waBase := cfg.WhatsApp.APIBase
+	if waBase == "" && cfg.Sandbox.Enabled {
+		sbWhatsApp = sandbox.NewWhatsApp(sandbox.WhatsAppOptions{
+			AppSecret:     cfg.WhatsApp.AppSecret,
+			AccessToken:   cfg.WhatsApp.AccessToken,
+			PhoneNumberID: cfg.WhatsApp.PhoneNumberID,
+			DisplayNumber: strings.TrimPrefix(cfg.WhatsApp.BusinessNumber, "+"),
+			WebhookURL:    publicURL + "/webhooks/whatsapp",
+			AutoRead:      true,
+			Log:           log.With().Str("component", "sandbox_whatsapp").Logger(),
+		})
+		defer sbWhatsApp.Close()
+		waBase = publicURL + "/sandbox/graph/v23.0"
+	}
+	waClient := whatsapp.NewClient(whatsapp.ClientOptions{
+		APIBase:       waBase,
+		PhoneNumberID: cfg.WhatsApp.PhoneNumberID,
+		AccessToken:   cfg.WhatsApp.AccessToken,
+		Timeout:       actors.DefaultTuning().ProviderTimeout,
+	})
+	business, err := actors.NormalizePhone(cfg.WhatsApp.BusinessNumber)
+	if err != nil {
+		return fmt.Errorf("whatsapp.business_number: %w", err)
+	}
+
+	sys, err := actors.Start(ctx, actors.Options{
+		Store:           store,
+		Providers:       map[string]actors.ProviderClient{persistence.ChannelWhatsApp: waClient},
+		BusinessNumbers: map[string]string{persistence.ChannelWhatsApp: business},
+		Tuning:          actors.DefaultTuning(),
+		Log:             log,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
+	srv := httpapi.New(httpapi.Options{
+		Addr:                cfg.HTTP.Addr,
+		PublicURL:           publicURL,
+		MaxBodyBytes:        cfg.HTTP.MaxBodyBytes,
+		Log:                 log,
+		System:              sys,
+		Store:               store,
+		Tokens:              auth.NewTokens([]byte(cfg.Auth.TokenSecret), cfg.Auth.TokenTTL),
+		AdminToken:          cfg.Auth.AdminToken,
+		WhatsAppAppSecret:   cfg.WhatsApp.AppSecret,
+		WhatsAppVerifyToken: cfg.WhatsApp.VerifyToken,
+		SandboxWhatsApp:     sbWhatsApp,
+	})
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info().Str("addr", ln.Addr().String()).Str("public_url", publicURL).
+		Str("database", cfg.Database.Driver).Bool("sandbox", cfg.Sandbox.Enabled).Msg("listening")
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if err != nil {
+			return fmt.Errorf("http server: %w", err)
+		}
+	}
+	log.Info().Msg("shutting down: finishing in-flight requests and batches")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn().Err(err).Msg("http shutdown")
+	}
+	if err := sys.Shutdown(sctx); err != nil {
+		log.Warn().Err(err).Msg("actor shutdown")
+	}
+	return nil // the deferred store.Close commits what is queued
+}
+
+// seedSandboxUsers creates the demo RM and supervisor in an empty sandbox database.
+func seedSandboxUsers(ctx context.Context, store persistence.Store, log zerolog.Logger) error {
+	n, err := store.CountRMs(ctx)
+	if err != nil {
+		return fmt.Errorf("count users: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	for _, u := range []struct{ name, role, phone string }{
+		{"demo", persistence.RoleRM, "+919800000101"},
+		{"admin", persistence.RoleSupervisor, ""},
+	} {
+		hash, err := auth.HashPassword(u.name)
+		if err != nil {
+			return err
+		}
+		_, err = store.CreateRM(ctx, &persistence.RM{Username: u.name, Name: u.name, Role: u.role, Phone: u.phone, PasswordHash: hash})
+		if err != nil && !errors.Is(err, persistence.ErrExists) {
+			return fmt.Errorf("create sandbox user %s: %w", u.name, err)
+		}
+	}
+	log.Warn().Msg("sandbox: created demo users demo/demo (rm) and admin/admin (supervisor); never outside the sandbox")
+	return nil
+}

@@ -1,0 +1,201 @@
+// Package config loads and checks the server's configuration: a YAML file
+// (config.yaml) whose every key can be overridden by an environment variable
+// named URVA_ + the key path in upper case with '.' as '_' (http.addr ->
+// URVA_HTTP_ADDR).
+//
+// Load reads the file and the environment over the built-in defaults and
+// rejects keys it does not know. Validate checks the result, lists every
+// problem at once, and in sandbox mode completes missing secrets with fixed,
+// publicly known sandbox values (see the Sandbox* constants). The package
+// never logs: callers decide what to say about the configuration.
+package config
+
+import (
+	"time"
+)
+
+// EnvPrefix starts the name of every environment variable that overrides a key.
+const EnvPrefix = "URVA_"
+
+// Database drivers the store implements.
+const (
+	DriverSQLite = "sqlite"
+	DriverMySQL  = "mysql"
+)
+
+// Log formats.
+const (
+	LogJSON    = "json"
+	LogConsole = "console"
+)
+
+// Config is the whole configuration. The koanf tags are the key names in
+// config.yaml; nested structs are sections.
+type Config struct {
+	HTTP     HTTP     `koanf:"http"`
+	Database Database `koanf:"database"`
+	Auth     Auth     `koanf:"auth"`
+	WhatsApp WhatsApp `koanf:"whatsapp"`
+	SMS      SMS      `koanf:"sms"`
+	Dialler  Dialler  `koanf:"dialler"`
+	TURN     TURN     `koanf:"turn"`
+	CRM      CRM      `koanf:"crm"`
+	Sandbox  Sandbox  `koanf:"sandbox"`
+	Log      Log      `koanf:"log"`
+
+	// sandboxFilled lists the keys Validate completed with sandbox values.
+	sandboxFilled []string
+}
+
+// HTTP is the listener.
+type HTTP struct {
+	// Addr is the listen address, host:port.
+	Addr string `koanf:"addr"`
+	// PublicURL is the base URL people and providers use to reach the server
+	// (links, callback URLs), without a trailing slash.
+	PublicURL string `koanf:"public_url"`
+	// MaxBodyBytes caps a request body.
+	MaxBodyBytes int `koanf:"max_body_bytes"`
+}
+
+// Database selects and tunes the store.
+type Database struct {
+	// Driver is DriverSQLite or DriverMySQL.
+	Driver string `koanf:"driver"`
+	// DSN is the SQLite file path, or a go-sql-driver/mysql DSN.
+	DSN string `koanf:"dsn"`
+	// BatchMaxRows closes a group-commit batch once it holds this many writes.
+	BatchMaxRows int `koanf:"batch_max_rows"`
+	// BatchMaxWait closes a group-commit batch this long after its first write.
+	BatchMaxWait time.Duration `koanf:"batch_max_wait"`
+}
+
+// Auth holds the RM session token key and the operator token.
+type Auth struct {
+	// TokenSecret signs RM session tokens.
+	TokenSecret string `koanf:"token_secret"`
+	// AdminToken authorises the operator endpoints (/admin/...).
+	AdminToken string `koanf:"admin_token"`
+	// TokenTTL is how long an RM session token stays valid.
+	TokenTTL time.Duration `koanf:"token_ttl"`
+}
+
+// WhatsApp is the Meta WhatsApp Cloud API.
+type WhatsApp struct {
+	// APIBase includes the API version, e.g. https://graph.facebook.com/v23.0.
+	// Empty in sandbox mode means the in-process sandbox provider.
+	APIBase       string `koanf:"api_base"`
+	PhoneNumberID string `koanf:"phone_number_id"`
+	AccessToken   string `koanf:"access_token"`
+	// AppSecret verifies X-Hub-Signature-256 on webhooks.
+	AppSecret string `koanf:"app_secret"`
+	// VerifyToken answers Meta's webhook verification.
+	VerifyToken string `koanf:"verify_token"`
+	// BusinessNumber is our WhatsApp number in E.164, e.g. +919800000001.
+	BusinessNumber string `koanf:"business_number"`
+}
+
+// SMS is Twilio (or a Twilio-compatible API).
+type SMS struct {
+	// APIBase is e.g. https://api.twilio.com. Empty means: the sandbox
+	// provider in sandbox mode, no SMS channel otherwise.
+	APIBase    string `koanf:"api_base"`
+	AccountSID string `koanf:"account_sid"`
+	// AuthToken authenticates API calls and verifies X-Twilio-Signature.
+	AuthToken string `koanf:"auth_token"`
+	// From is the sending number (E.164) or sender id.
+	From string `koanf:"from"`
+}
+
+// Dialler is an Exotel-compatible click-to-call API.
+type Dialler struct {
+	// APIBase is the API root. Empty means: the sandbox dialler in sandbox
+	// mode, no calls otherwise.
+	APIBase    string `koanf:"api_base"`
+	AccountSID string `koanf:"account_sid"`
+	APIKey     string `koanf:"api_key"`
+	APIToken   string `koanf:"api_token"`
+	// CallerID is the number the dialler shows to both legs.
+	CallerID string `koanf:"caller_id"`
+	// CallbackToken is the secret path segment of the status callback URL.
+	CallbackToken string `koanf:"callback_token"`
+}
+
+// TURN is the built-in TURN server (TURN REST API credentials).
+type TURN struct {
+	Enabled bool `koanf:"enabled"`
+	// Listen is the UDP listen address, host:port.
+	Listen string `koanf:"listen"`
+	// PublicIP is the address given to peers; empty means the listen host.
+	PublicIP string `koanf:"public_ip"`
+	Realm    string `koanf:"realm"`
+	// AuthSecret derives time-limited credentials (shared with an external
+	// coturn using static-auth-secret, if one is used instead).
+	AuthSecret    string        `koanf:"auth_secret"`
+	CredentialTTL time.Duration `koanf:"credential_ttl"`
+}
+
+// CRM is the CRM sync target.
+type CRM struct {
+	// WebhookURL receives signed event POSTs; empty disables CRM sync.
+	WebhookURL string `koanf:"webhook_url"`
+	// Secret signs them (X-Urva-Signature).
+	Secret string `koanf:"secret"`
+}
+
+// Sandbox switches on the in-process simulated providers.
+type Sandbox struct {
+	Enabled bool `koanf:"enabled"`
+}
+
+// Log configures the server log.
+type Log struct {
+	// Format is LogJSON or LogConsole.
+	Format string `koanf:"format"`
+	// Level is trace, debug, info, warn, error, fatal, panic or disabled.
+	Level string `koanf:"level"`
+}
+
+// Defaults.
+const (
+	DefaultAddr          = "127.0.0.1:8080"
+	DefaultMaxBodyBytes  = 4 << 20
+	DefaultDSN           = "data/urva.db"
+	DefaultBatchMaxRows  = 256
+	DefaultBatchMaxWait  = 2 * time.Millisecond
+	DefaultTokenTTL      = 12 * time.Hour
+	DefaultTURNListen    = "127.0.0.1:3478"
+	DefaultTURNRealm     = "urva"
+	DefaultCredentialTTL = 12 * time.Hour
+)
+
+// Default returns the configuration used for every key that neither the file
+// nor the environment sets. Sandbox mode and TURN are off: config.yaml turns
+// them on for the embedded default.
+func Default() *Config {
+	return &Config{
+		HTTP: HTTP{
+			Addr:         DefaultAddr,
+			MaxBodyBytes: DefaultMaxBodyBytes,
+		},
+		Database: Database{
+			Driver:       DriverSQLite,
+			DSN:          DefaultDSN,
+			BatchMaxRows: DefaultBatchMaxRows,
+			BatchMaxWait: DefaultBatchMaxWait,
+		},
+		Auth: Auth{TokenTTL: DefaultTokenTTL},
+		TURN: TURN{
+			Listen:        DefaultTURNListen,
+			Realm:         DefaultTURNRealm,
+			CredentialTTL: DefaultCredentialTTL,
+		},
+		Log: Log{Format: LogJSON, Level: "info"},
+	}
+}
+
+// SandboxFilled lists the keys the last Validate completed with sandbox
+// values, in key order, so the caller can say so in its log.
+func (c *Config) SandboxFilled() []string {
+	return append([]string(nil), c.sandboxFilled...)
+}

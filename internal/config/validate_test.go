@@ -1,0 +1,345 @@
+package config
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// valid returns a complete production configuration.
+func valid() *Config {
+	c := Default()
+	c.HTTP.PublicURL = "https://urva.example.com"
+	c.Auth.TokenSecret = "token-secret"
+	c.Auth.AdminToken = "admin-token"
+	c.WhatsApp = WhatsApp{
+		APIBase:        "https://graph.facebook.com/v23.0",
+		PhoneNumberID:  "100000000000123",
+		AccessToken:    "EAAB",
+		AppSecret:      "app-secret",
+		VerifyToken:    "verify",
+		BusinessNumber: "+919800000009",
+	}
+	return c
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(c *Config)
+		want   []string // substrings, one per expected problem; nil = valid
+	}{
+		{name: "complete production config", modify: func(*Config) {}},
+		{
+			name:   "unknown driver names the valid ones",
+			modify: func(c *Config) { c.Database.Driver = "postgres" },
+			want:   []string{`database.driver "postgres" is not supported: use "sqlite" or "mysql"`},
+		},
+		{
+			name:   "driver is case-insensitive",
+			modify: func(c *Config) { c.Database.Driver = " MySQL " },
+		},
+		{
+			name:   "bad addr",
+			modify: func(c *Config) { c.HTTP.Addr = "localhost" },
+			want:   []string{`http.addr "localhost" is not host:port`},
+		},
+		{
+			name:   "bad port",
+			modify: func(c *Config) { c.HTTP.Addr = "127.0.0.1:99999" },
+			want:   []string{`http.addr "127.0.0.1:99999" has a bad port`},
+		},
+		{
+			name:   "port zero is allowed",
+			modify: func(c *Config) { c.HTTP.Addr = "127.0.0.1:0" },
+		},
+		{
+			name:   "bad public url",
+			modify: func(c *Config) { c.HTTP.PublicURL = "urva.example.com" },
+			want:   []string{`http.public_url "urva.example.com" is not an absolute http:// or https:// URL`},
+		},
+		{
+			name:   "public url with a query",
+			modify: func(c *Config) { c.HTTP.PublicURL = "https://urva.example.com/?a=b" },
+			want:   []string{`must be a plain base URL`},
+		},
+		{
+			name:   "missing public url outside sandbox",
+			modify: func(c *Config) { c.HTTP.PublicURL = "" },
+			want:   []string{`http.public_url is required outside sandbox mode`},
+		},
+		{
+			name: "every missing secret at once",
+			modify: func(c *Config) {
+				c.Auth = Auth{TokenTTL: DefaultTokenTTL}
+				c.WhatsApp = WhatsApp{}
+			},
+			want: []string{
+				"auth.token_secret is required outside sandbox mode (environment: URVA_AUTH_TOKEN_SECRET)",
+				"auth.admin_token is required outside sandbox mode (environment: URVA_AUTH_ADMIN_TOKEN)",
+				"whatsapp.api_base is required outside sandbox mode",
+				"whatsapp.phone_number_id is required outside sandbox mode",
+				"whatsapp.access_token is required outside sandbox mode",
+				"whatsapp.app_secret is required outside sandbox mode (environment: URVA_WHATSAPP_APP_SECRET)",
+				"whatsapp.verify_token is required outside sandbox mode",
+				"whatsapp.business_number is required outside sandbox mode",
+			},
+		},
+		{
+			name:   "business number without plus",
+			modify: func(c *Config) { c.WhatsApp.BusinessNumber = "919800000009" },
+			want:   []string{`whatsapp.business_number "919800000009" is not an E.164 number`},
+		},
+		{
+			name:   "bad whatsapp api base",
+			modify: func(c *Config) { c.WhatsApp.APIBase = "graph.facebook.com" },
+			want:   []string{`whatsapp.api_base "graph.facebook.com" is not an absolute`},
+		},
+		{
+			name:   "sms api base needs its keys",
+			modify: func(c *Config) { c.SMS.APIBase = "https://api.twilio.com" },
+			want: []string{
+				"sms.account_sid is required when sms.api_base is set",
+				"sms.auth_token is required when sms.api_base is set",
+				"sms.from is required when sms.api_base is set",
+			},
+		},
+		{
+			name:   "dialler api base needs its keys",
+			modify: func(c *Config) { c.Dialler.APIBase = "https://api.exotel.com"; c.Dialler.CallbackToken = "a/b" },
+			want: []string{
+				"dialler.account_sid is required when dialler.api_base is set",
+				"dialler.api_key is required",
+				"dialler.api_token is required",
+				"dialler.caller_id is required",
+				"dialler.callback_token must be usable as a URL path segment",
+			},
+		},
+		{
+			name: "turn needs a secret and a listen address",
+			modify: func(c *Config) {
+				c.TURN.Enabled = true
+				c.TURN.Listen = "nope"
+				c.TURN.PublicIP = "host"
+				c.TURN.CredentialTTL = 0
+			},
+			want: []string{
+				`turn.listen "nope" is not host:port`,
+				`turn.public_ip "host" is not an IP address`,
+				"turn.auth_secret is required when turn.enabled is true",
+				"turn.credential_ttl must be positive",
+			},
+		},
+		{
+			name:   "crm url needs a secret",
+			modify: func(c *Config) { c.CRM.WebhookURL = "https://crm.example.com/hook" },
+			want:   []string{"crm.secret is required when crm.webhook_url is set"},
+		},
+		{
+			name: "numbers and log settings",
+			modify: func(c *Config) {
+				c.HTTP.MaxBodyBytes = 0
+				c.Database.BatchMaxRows = -1
+				c.Database.BatchMaxWait = -1
+				c.Database.DSN = ""
+				c.Auth.TokenTTL = 0
+				c.Log = Log{Format: "xml", Level: "loud"}
+			},
+			want: []string{
+				"http.max_body_bytes must be positive",
+				"database.dsn is required",
+				"database.batch_max_rows must be positive",
+				"database.batch_max_wait must not be negative",
+				"auth.token_ttl must be positive",
+				`log.format "xml" is not supported: use "json" or "console"`,
+				`log.level "loud" is not supported`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid()
+			tt.modify(c)
+			err := c.Validate()
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("err = %v, want a *ValidationError", err)
+			}
+			if len(ve.Problems) != len(tt.want) {
+				t.Errorf("%d problems, want %d:\n%s", len(ve.Problems), len(tt.want), err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not contain %q:\n%s", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateSandboxFillsSecrets(t *testing.T) {
+	c := Default()
+	c.Sandbox.Enabled = true
+	c.TURN.Enabled = true
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if c.HTTP.PublicURL != "http://127.0.0.1:8080" {
+		t.Errorf("public_url = %q", c.HTTP.PublicURL)
+	}
+	if c.Auth.TokenSecret != SandboxTokenSecret || c.Auth.AdminToken != SandboxAdminToken {
+		t.Errorf("auth = %+v", c.Auth)
+	}
+	wantWA := WhatsApp{
+		PhoneNumberID:  SandboxPhoneNumberID,
+		AccessToken:    SandboxWhatsAppToken,
+		AppSecret:      SandboxWhatsAppSecret,
+		VerifyToken:    SandboxVerifyToken,
+		BusinessNumber: "+919800000001",
+	}
+	if c.WhatsApp != wantWA {
+		t.Errorf("whatsapp = %+v", c.WhatsApp)
+	}
+	if c.SMS.AuthToken == "" || c.Dialler.CallbackToken == "" || c.TURN.AuthSecret == "" || c.CRM.Secret == "" {
+		t.Errorf("not filled: %+v %+v %+v %+v", c.SMS, c.Dialler, c.TURN, c.CRM)
+	}
+	filled := c.SandboxFilled()
+	for _, key := range []string{"http.public_url", "auth.token_secret", "whatsapp.app_secret", "turn.auth_secret"} {
+		if !contains(filled, key) {
+			t.Errorf("SandboxFilled() = %v, missing %s", filled, key)
+		}
+	}
+
+	// A second Validate changes nothing.
+	before := *c
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(before.WhatsApp, c.WhatsApp) || before.Auth != c.Auth {
+		t.Error("second Validate changed the configuration")
+	}
+}
+
+func TestValidateSandboxKeepsGivenValues(t *testing.T) {
+	c := Default()
+	c.Sandbox.Enabled = true
+	c.HTTP.Addr = "0.0.0.0:9090"
+	c.Auth.TokenSecret = "mine"
+	c.WhatsApp.AppSecret = "my-app-secret"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Auth.TokenSecret != "mine" || c.WhatsApp.AppSecret != "my-app-secret" {
+		t.Errorf("given values replaced: %+v %+v", c.Auth, c.WhatsApp)
+	}
+	if contains(c.SandboxFilled(), "auth.token_secret") || contains(c.SandboxFilled(), "whatsapp.app_secret") {
+		t.Errorf("SandboxFilled() = %v lists given keys", c.SandboxFilled())
+	}
+	if c.HTTP.PublicURL != "http://127.0.0.1:9090" {
+		t.Errorf("public_url = %q, want the wildcard host replaced by 127.0.0.1", c.HTTP.PublicURL)
+	}
+}
+
+// A real provider in sandbox mode still needs its real keys.
+func TestValidateSandboxWithRealWhatsApp(t *testing.T) {
+	c := Default()
+	c.Sandbox.Enabled = true
+	c.WhatsApp.APIBase = "https://graph.facebook.com/v23.0"
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate succeeded")
+	}
+	for _, w := range []string{
+		"whatsapp.app_secret is required when whatsapp.api_base is set",
+		"whatsapp.access_token is required when whatsapp.api_base is set",
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not contain %q:\n%s", w, err)
+		}
+	}
+	if strings.Contains(err.Error(), "auth.token_secret") {
+		t.Errorf("auth secrets should be filled in sandbox mode:\n%s", err)
+	}
+}
+
+func TestValidateDatabase(t *testing.T) {
+	c := Default() // no secrets: only the database matters here
+	if err := c.ValidateDatabase(); err != nil {
+		t.Fatal(err)
+	}
+	c.Database.Driver = "oracle"
+	err := c.ValidateDatabase()
+	if err == nil || !strings.Contains(err.Error(), `database.driver "oracle" is not supported: use "sqlite" or "mysql"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestIsE164(t *testing.T) {
+	for v, want := range map[string]bool{
+		"+919800000001":     true,
+		"+14155550100":      true,
+		"+1234567":          true,
+		"+123456":           false,
+		"+1234567890123456": false,
+		"919800000001":      false,
+		"+0919800000001":    false,
+		"+91 98000 00001":   false,
+		"":                  false,
+		"+":                 false,
+	} {
+		if got := IsE164(v); got != want {
+			t.Errorf("IsE164(%q) = %v", v, got)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// With port 0 the public URL is left for the server to derive once bound.
+func TestValidateSandboxPortZero(t *testing.T) {
+	c := Default()
+	c.Sandbox.Enabled = true
+	c.HTTP.Addr = "127.0.0.1:0"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.PublicURL != "" {
+		t.Errorf("public_url = %q, want it left empty", c.HTTP.PublicURL)
+	}
+	c.Sandbox.Enabled = false
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "http.public_url is required outside sandbox mode") {
+		t.Errorf("outside sandbox: %v", err)
+	}
+}
+
+func TestDerivePublicURL(t *testing.T) {
+	for addr, want := range map[string]string{
+		"127.0.0.1:8080": "http://127.0.0.1:8080",
+		":8080":          "http://127.0.0.1:8080",
+		"0.0.0.0:9000":   "http://127.0.0.1:9000",
+		"[::]:9000":      "http://127.0.0.1:9000",
+		"[::1]:9000":     "http://[::1]:9000",
+		"urva.local:80":  "http://urva.local:80",
+		"127.0.0.1:0":    "",
+		"no-port":        "",
+	} {
+		got, ok := DerivePublicURL(addr)
+		if got != want || ok != (want != "") {
+			t.Errorf("DerivePublicURL(%q) = %q, %v; want %q", addr, got, ok, want)
+		}
+	}
+}

@@ -1,0 +1,517 @@
+package persistence
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"modernc.org/sqlite"
+)
+
+// Group commit (design invariant 6).
+//
+// Every write (conversation writes, webhook log rows, webhook outcomes) is
+// queued as an op. One committer goroutine takes up to BatchMaxRows ops,
+// waiting at most BatchMaxWait after the first one arrived, applies them all
+// in ONE transaction and then calls their completions in queue order. With a
+// single committer, commit order is queue order and event ids (the socket
+// cursor) grow in commit order.
+//
+// A write that fails before it changed anything (stale seq, unknown
+// conversation, invalid input) fails alone and the batch goes on. Any other
+// failure rolls the batch back:
+//   - a failure the write itself caused (a constraint, bad data) drops that
+//     write and the rest is retried as one transaction;
+//   - BEGIN failing or the database not answering a ping fails the whole
+//     batch with ErrUnavailable (callers answer 503; database/sql reconnects
+//     on the next batch, no restart needed);
+//   - anything else (a lost connection mid-batch, a failed COMMIT, a
+//     deadlock) retries every write in its own transaction, so one bad write
+//     fails alone.
+//
+// Ops are therefore applied from scratch on every attempt: they keep no state
+// from a rolled-back attempt.
+
+type opKind int
+
+const (
+	opConversationWrite opKind = iota + 1
+	opWebhookLog
+	opWebhookOutcome
+)
+
+type op struct {
+	kind     opKind
+	enqueued time.Time
+
+	w     *ConversationWrite
+	wdone func(*WriteResult, error)
+
+	hook  *WebhookLog
+	hdone func(int64, error)
+
+	outcomeID int64
+	outcome   string
+	odone     func(error)
+
+	// Outcome of the current attempt.
+	res   *WriteResult
+	logID int64
+	err   error
+}
+
+func (o *op) reset() {
+	o.res, o.logID, o.err = nil, 0, nil
+}
+
+// fail records err as the op's final outcome.
+func (o *op) fail(err error) {
+	o.reset()
+	o.err = err
+}
+
+// complete reports the outcome to the caller.
+func (o *op) complete() {
+	switch o.kind {
+	case opConversationWrite:
+		if o.wdone != nil {
+			if o.err != nil {
+				o.wdone(nil, o.err)
+			} else {
+				o.wdone(o.res, nil)
+			}
+		}
+	case opWebhookLog:
+		if o.hdone != nil {
+			o.hdone(o.logID, o.err)
+		}
+	case opWebhookOutcome:
+		if o.odone != nil {
+			o.odone(o.err)
+		}
+	}
+}
+
+type committer struct {
+	s *store
+
+	mu     sync.Mutex
+	queue  []*op
+	closed bool
+
+	wake    chan struct{} // capacity 1: "the queue changed"
+	stopped chan struct{} // closed when the committer goroutine returned
+}
+
+func (c *committer) start(s *store) {
+	c.s = s
+	c.wake = make(chan struct{}, 1)
+	c.stopped = make(chan struct{})
+	go c.run()
+}
+
+func (c *committer) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue adds o to the queue; ErrClosed once Close has begun.
+func (c *committer) enqueue(o *op) error {
+	o.enqueued = time.Now()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	c.queue = append(c.queue, o)
+	c.mu.Unlock()
+	c.signal()
+	return nil
+}
+
+// close refuses new ops, lets the committer drain the queue and waits for it.
+func (c *committer) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.signal()
+	<-c.stopped
+}
+
+func (c *committer) run() {
+	defer close(c.stopped)
+	for {
+		batch := c.next()
+		if batch == nil {
+			return
+		}
+		c.s.commitBatch(batch)
+	}
+}
+
+// next blocks until there is work and returns the next batch; nil when the
+// store is closed and the queue is empty.
+func (c *committer) next() []*op {
+	maxRows, maxWait := c.s.cfg.BatchMaxRows, c.s.cfg.BatchMaxWait
+	c.mu.Lock()
+	for len(c.queue) == 0 {
+		if c.closed {
+			c.mu.Unlock()
+			return nil
+		}
+		c.mu.Unlock()
+		<-c.wake
+		c.mu.Lock()
+	}
+	if len(c.queue) < maxRows && !c.closed && maxWait > 0 {
+		// Wait for more, counting from when the first op arrived: an op
+		// that already waited through the previous commit goes at once.
+		deadline := c.queue[0].enqueued.Add(maxWait)
+		c.mu.Unlock()
+		if d := time.Until(deadline); d > 0 {
+			timer := time.NewTimer(d)
+		wait:
+			for {
+				select {
+				case <-timer.C:
+					break wait
+				case <-c.wake:
+					c.mu.Lock()
+					full := len(c.queue) >= maxRows || c.closed
+					c.mu.Unlock()
+					if full {
+						timer.Stop()
+						break wait
+					}
+				}
+			}
+		}
+		c.mu.Lock()
+	}
+	n := min(len(c.queue), maxRows)
+	batch := make([]*op, n)
+	copy(batch, c.queue)
+	rest := copy(c.queue, c.queue[n:])
+	clear(c.queue[rest:])
+	c.queue = c.queue[:rest]
+	c.mu.Unlock()
+	return batch
+}
+
+// commitBatch applies batch (see the comment at the top of this file), then
+// reports to OnBatch and calls the completions in queue order.
+func (s *store) commitBatch(batch []*op) {
+	start := time.Now()
+	err := s.applyBatch(batch)
+	if err != nil {
+		s.log.Warn().Err(err).Int("writes", len(batch)).Msg("group commit failed; writes retried or failed individually")
+	}
+	if s.cfg.OnBatch != nil {
+		s.safely("OnBatch", func() { s.cfg.OnBatch(len(batch), time.Since(start), err) })
+	}
+	for _, o := range batch {
+		s.safely("write completion", o.complete)
+	}
+}
+
+// safely runs a caller's callback on the committer goroutine; a panic there
+// must not stop the committer (every later write would hang).
+func (s *store) safely(what string, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error().Interface("panic", r).Str("callback", what).Msg("callback panicked on the committer goroutine")
+		}
+	}()
+	f()
+}
+
+// applyBatch returns the error of the first batch transaction, nil when the
+// batch committed as one. The ops carry their own outcomes.
+func (s *store) applyBatch(batch []*op) error {
+	var first error
+	pending := batch
+	for len(pending) > 0 {
+		bad, err := s.runTx(pending)
+		if err == nil {
+			return first
+		}
+		if first == nil {
+			first = err
+		}
+		var be beginError
+		switch {
+		case bad >= 0 && writeCaused(pending[bad].err):
+			// pending[bad] keeps its error; the others go again together.
+			pending = append(pending[:bad:bad], pending[bad+1:]...)
+		case errors.As(err, &be):
+			for _, o := range pending {
+				o.fail(fmt.Errorf("%w: %w", ErrUnavailable, be.err))
+			}
+			return first
+		default:
+			if perr := s.pingWriter(); perr != nil {
+				for _, o := range pending {
+					o.fail(fmt.Errorf("%w: %w", ErrUnavailable, perr))
+				}
+				return first
+			}
+			for _, o := range pending {
+				s.runAlone(o)
+			}
+			return first
+		}
+	}
+	return first
+}
+
+type beginError struct{ err error }
+
+func (e beginError) Error() string { return "begin: " + e.err.Error() }
+func (e beginError) Unwrap() error { return e.err }
+
+func (s *store) pingWriter() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.wdb.PingContext(ctx)
+}
+
+func (s *store) beginWrite(ctx context.Context) (*sql.Tx, error) {
+	if s.dialect == dialectMySQL {
+		// READ COMMITTED: the dedupe lookups see rows other processes
+		// committed a moment ago, and no gap locks.
+		return s.wdb.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	}
+	return s.wdb.BeginTx(ctx, nil) // BEGIN IMMEDIATE (see the writer DSN)
+}
+
+// runTx applies ops in one transaction. On failure it returns the index of
+// the op whose error aborted the transaction (-1 when BEGIN or COMMIT failed).
+func (s *store) runTx(ops []*op) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
+	tx, err := s.beginWrite(ctx)
+	if err != nil {
+		return -1, beginError{err}
+	}
+	now := dbNow()
+	for i, o := range ops {
+		o.reset()
+		t := &txn{s: s, tx: tx, ctx: ctx, now: now}
+		s.applyOp(t, o)
+		if o.err != nil && (t.dirty || !cleanError(o.err)) {
+			_ = tx.Rollback()
+			return i, fmt.Errorf("write %d of %d: %w", i+1, len(ops), o.err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		for _, o := range ops {
+			o.reset()
+		}
+		return -1, fmt.Errorf("commit: %w", err)
+	}
+	return -1, nil
+}
+
+// runAlone applies one op in its own transaction.
+func (s *store) runAlone(o *op) {
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
+	o.reset()
+	tx, err := s.beginWrite(ctx)
+	if err != nil {
+		o.fail(fmt.Errorf("%w: %w", ErrUnavailable, err))
+		return
+	}
+	t := &txn{s: s, tx: tx, ctx: ctx, now: dbNow()}
+	s.applyOp(t, o)
+	if o.err != nil {
+		_ = tx.Rollback()
+		o.fail(s.classify(o.err))
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		o.fail(s.classify(fmt.Errorf("commit: %w", err)))
+	}
+}
+
+// classify marks connection failures as ErrUnavailable.
+func (s *store) classify(err error) error {
+	if connectionError(err) && !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+func (s *store) applyOp(t *txn, o *op) {
+	switch o.kind {
+	case opConversationWrite:
+		o.res, o.err = s.applyConversationWrite(t, o.w)
+	case opWebhookLog:
+		o.logID, o.err = s.insertWebhookLog(t, o.hook)
+	case opWebhookOutcome:
+		o.err = s.updateWebhookOutcome(t, o.outcomeID, o.outcome)
+	default:
+		o.err = fmt.Errorf("%w: unknown op %d", ErrInvalid, o.kind)
+	}
+}
+
+// cleanError reports errors that the write functions return before touching
+// the transaction (they are decided by reads and checks only).
+func cleanError(err error) bool {
+	return errors.Is(err, ErrSeqTaken) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid)
+}
+
+// writeCaused reports errors that belong to one write (its data broke a
+// constraint) rather than to the connection or the batch as a whole.
+func writeCaused(err error) bool {
+	if cleanError(err) {
+		return true
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1048, // column cannot be null
+			1062,       // duplicate entry
+			1264,       // out of range
+			1292,       // incorrect datetime / truncated value
+			1366,       // incorrect string value
+			1406,       // data too long
+			1451, 1452, // foreign key
+			3140,       // invalid JSON (MySQL)
+			3819, 4025: // check constraint (MySQL, MariaDB)
+			return true
+		}
+		return false
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff { // primary result code
+		case 18, // SQLITE_TOOBIG
+			19, // SQLITE_CONSTRAINT
+			20: // SQLITE_MISMATCH
+			return true
+		}
+	}
+	return false
+}
+
+func connectionError(err error) bool {
+	var ne net.Error
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne)
+}
+
+// txn is one write's view of the batch transaction. dirty is set before the
+// first statement that may change a row.
+type txn struct {
+	s     *store
+	tx    *sql.Tx
+	ctx   context.Context
+	now   time.Time
+	dirty bool
+}
+
+func (t *txn) exec(query string, args ...any) (sql.Result, error) {
+	t.dirty = true
+	return t.tx.ExecContext(t.ctx, query, args...)
+}
+
+func (t *txn) insert(query string, args ...any) (int64, error) {
+	res, err := t.exec(query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+// forUpdate locks the rows a read returns until the end of the transaction
+// (MySQL; SQLite's writer already holds the database write lock).
+func (t *txn) forUpdate() string {
+	if t.s.dialect == dialectMySQL {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
+// Public write entry points.
+
+// SubmitConversationWrite queues w. The store reads w (and what its items
+// point to) until done is called, possibly more than once (retries): the
+// caller must not modify it meanwhile. done runs on the committer goroutine,
+// except when w is refused at once (nil write, store closed): then it runs on
+// the caller's goroutine before SubmitConversationWrite returns.
+func (s *store) SubmitConversationWrite(w *ConversationWrite, done func(*WriteResult, error)) {
+	if w == nil {
+		if done != nil {
+			done(nil, fmt.Errorf("%w: nil ConversationWrite", ErrInvalid))
+		}
+		return
+	}
+	if err := s.c.enqueue(&op{kind: opConversationWrite, w: w, wdone: done}); err != nil && done != nil {
+		done(nil, err)
+	}
+}
+
+type writeOutcome struct {
+	res *WriteResult
+	err error
+}
+
+// ApplyConversationWrite submits w and waits for its commit. When ctx ends
+// first it returns ctx.Err(); the write may still commit.
+func (s *store) ApplyConversationWrite(ctx context.Context, w *ConversationWrite) (*WriteResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ch := make(chan writeOutcome, 1)
+	s.SubmitConversationWrite(w, func(res *WriteResult, err error) { ch <- writeOutcome{res, err} })
+	select {
+	case r := <-ch:
+		return r.res, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err() // the write may still commit
+	}
+}
+
+type logOutcome struct {
+	id  int64
+	err error
+}
+
+// LogWebhook stores l in the next batch and returns its id once committed.
+func (s *store) LogWebhook(ctx context.Context, l *WebhookLog) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if l == nil {
+		return 0, fmt.Errorf("%w: nil WebhookLog", ErrInvalid)
+	}
+	ch := make(chan logOutcome, 1)
+	o := &op{kind: opWebhookLog, hook: l, hdone: func(id int64, err error) { ch <- logOutcome{id, err} }}
+	if err := s.c.enqueue(o); err != nil {
+		return 0, err
+	}
+	select {
+	case r := <-ch:
+		return r.id, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// SetWebhookOutcome updates a logged webhook's outcome in the next batch;
+// done (optional) is called after the commit. An unknown id is not an error.
+func (s *store) SetWebhookOutcome(id int64, outcome string, done func(error)) {
+	o := &op{kind: opWebhookOutcome, outcomeID: id, outcome: outcome, odone: done}
+	if err := s.c.enqueue(o); err != nil && done != nil {
+		done(err)
+	}
+}

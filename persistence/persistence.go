@@ -1,0 +1,361 @@
+// Package persistence owns the server's SQL: the domain rows (RMs, contacts,
+// conversations, messages, events, status history, the raw webhook log), the
+// embedded migrations, and the Store interface with its MySQL and SQLite
+// implementations.
+//
+// Writes that belong to a conversation are declared, not scripted: a
+// ConversationWrite lists what happened (an inbound message, an outbound
+// message, a status change, an assignment) and the store applies it inside a
+// group-commit transaction shared with writes from many other conversations.
+// Deduplication (provider ids, client message ids, status history) and the
+// assignment of the next per-conversation seq happen inside that transaction,
+// so the database, not any actor, is the source of truth.
+package persistence
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Channels a conversation can run on.
+const (
+	ChannelWhatsApp = "whatsapp"
+	ChannelSMS      = "sms"
+)
+
+// Message directions.
+const (
+	DirectionIn  = "in"
+	DirectionOut = "out"
+)
+
+// Message statuses. Rank orders them; a status never moves to a lower rank.
+const (
+	StatusReceived  = "received" // inbound messages
+	StatusQueued    = "queued"   // outbound, stored, not yet accepted by the provider
+	StatusAccepted  = "accepted" // outbound, the provider answered with its id
+	StatusSent      = "sent"
+	StatusDelivered = "delivered"
+	StatusRead      = "read"
+	StatusFailed    = "failed"
+)
+
+// StatusRank orders statuses for the "never backwards" rule. failed ranks
+// above sent but below delivered: a message already delivered or read does not
+// become failed, while a failure after "sent" is recorded.
+func StatusRank(s string) int {
+	switch s {
+	case StatusQueued:
+		return 1
+	case StatusAccepted:
+		return 2
+	case StatusSent:
+		return 3
+	case StatusFailed:
+		return 4
+	case StatusDelivered:
+		return 5
+	case StatusRead, "played":
+		return 6
+	case StatusReceived:
+		return 7
+	}
+	return 0
+}
+
+// Event types: every visible change of a conversation is an event with the
+// conversation's next seq.
+const (
+	EventMessage  = "message"
+	EventStatus   = "status"
+	EventAssigned = "assigned"
+)
+
+// RM roles.
+const (
+	RoleRM         = "rm"
+	RoleSupervisor = "supervisor"
+)
+
+// Errors the store reports.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrExists    = errors.New("already exists")
+	ErrSeqTaken  = errors.New("conversation seq already taken (stale conversation state)")
+	ErrClosed    = errors.New("store closed")
+	ErrBadDriver = errors.New("unknown database driver")
+	// ErrUnavailable wraps the error of a write that failed because the
+	// database could not be reached (callers answer 503; the store reconnects
+	// by itself).
+	ErrUnavailable = errors.New("database unavailable")
+	// ErrInvalid wraps the error of a write or a row rejected before it reached
+	// the database (missing fields, malformed JSON, over-long identifiers).
+	ErrInvalid = errors.New("invalid write")
+)
+
+// RM is a relationship manager or a supervisor.
+type RM struct {
+	ID           int64
+	Username     string
+	Name         string
+	Phone        string
+	Role         string
+	PasswordHash string
+	CreatedAt    time.Time
+}
+
+// Contact is one person, one phone number, across channels.
+type Contact struct {
+	ID        int64
+	Phone     string // E.164 with a leading '+'
+	Name      string
+	OwnerRMID int64 // 0 when nobody owns the contact
+	CreatedAt time.Time
+}
+
+// ConversationKey identifies a conversation: channel, our business number and
+// the contact's number, both E.164 with '+'.
+type ConversationKey struct {
+	Channel        string
+	BusinessNumber string
+	ContactPhone   string
+}
+
+// String renders the key as channel/business/contact, the conversation actor's name.
+func (k ConversationKey) String() string {
+	return k.Channel + "/" + k.BusinessNumber + "/" + k.ContactPhone
+}
+
+// Conversation is one thread between a business number and a contact on one channel.
+type Conversation struct {
+	ID            int64
+	Key           ConversationKey
+	ContactID     int64
+	ContactName   string
+	AssignedRMID  int64 // 0 = unassigned
+	OwnerRMID     int64 // the contact's owner, 0 when none
+	LastSeq       int64
+	LastMessageAt time.Time // zero when no message yet
+	LastInboundAt time.Time // the contact's last message; drives the WhatsApp 24-hour window
+	CreatedAt     time.Time
+}
+
+// Media describes an attachment as the provider reported it.
+type Media struct {
+	ProviderMediaID string `json:"id,omitempty"`
+	URL             string `json:"url,omitempty"`
+	MimeType        string `json:"mime_type,omitempty"`
+	SHA256          string `json:"sha256,omitempty"`
+	Filename        string `json:"filename,omitempty"`
+	Caption         string `json:"caption,omitempty"`
+	Voice           bool   `json:"voice,omitempty"`
+}
+
+// Template is an approved WhatsApp template send.
+type Template struct {
+	Name     string   `json:"name"`
+	Language string   `json:"language"`
+	Params   []string `json:"params,omitempty"`
+}
+
+// Message is one message in a conversation, in either direction.
+type Message struct {
+	ID                int64
+	ConversationID    int64
+	Seq               int64 // seq of the event that introduced it
+	Direction         string
+	Channel           string
+	Type              string // text, image, document, audio, video, sticker, location, contacts, interactive, button, reaction, template, unsupported, unknown:<type> ...
+	Text              string
+	Media             []Media
+	Template          *Template
+	Payload           json.RawMessage // the provider's object for this message (kept whole: unknown types, locations, reactions, ...)
+	ProviderMessageID string          // wamid / MessageSid; empty until the provider accepted an outbound message
+	ClientMsgID       string          // outbound only
+	RMID              int64           // outbound: the RM who sent it
+	Status            string
+	Error             json.RawMessage // last failure, as {"code","title","message"}
+	ProviderTimestamp time.Time       // when the provider says it happened (zero for outbound until known)
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
+// Event is one visible change of a conversation, in seq order. ID is global
+// and increases in commit order; it is the socket cursor.
+type Event struct {
+	ID             int64
+	ConversationID int64
+	Seq            int64
+	Type           string
+	MessageID      int64           // message and status events
+	Status         string          // status events
+	Detail         json.RawMessage // status error, assignment details, ...
+	CreatedAt      time.Time
+}
+
+// StatusChange is a delivery status reported by a provider or decided by the server.
+type StatusChange struct {
+	MessageID         int64  // set when known (server-side failures)
+	ProviderMessageID string // or looked up by the provider id
+	Status            string
+	At                time.Time
+	Error             json.RawMessage
+	Raw               json.RawMessage // the provider's status object
+}
+
+// ItemKind says what a WriteItem carries.
+type ItemKind int
+
+const (
+	// ItemInbound stores Message as a new inbound message (deduplicated by ProviderMessageID).
+	ItemInbound ItemKind = iota + 1
+	// ItemOutbound stores Message as a new outbound message with status queued
+	// (deduplicated by ConversationID + ClientMsgID).
+	ItemOutbound
+	// ItemStatus applies Status (deduplicated by message + status; never backwards).
+	ItemStatus
+	// ItemProviderAccepted records the provider's id for an outbound message
+	// (Status.MessageID, Status.ProviderMessageID); it is not a visible event.
+	ItemProviderAccepted
+	// ItemAssign assigns the conversation to AssignRMID (only when unassigned if OnlyIfUnassigned).
+	ItemAssign
+)
+
+// WriteItem is one thing that happened to a conversation.
+type WriteItem struct {
+	Kind             ItemKind
+	Message          *Message
+	Status           *StatusChange
+	AssignRMID       int64
+	OnlyIfUnassigned bool
+}
+
+// ConversationWrite is everything one conversation actor commits at once.
+// When ConversationID is 0 the conversation (and its contact) is found or
+// created by Key inside the transaction.
+type ConversationWrite struct {
+	ConversationID int64
+	Key            ConversationKey
+	ContactName    string // updates the contact's name when not empty
+	OwnerRMID      int64  // makes this RM the contact's owner when it has none
+	// InitialRMID assigns a conversation that this write creates (no event:
+	// creation is not a visible change). Ignored for existing conversations.
+	InitialRMID int64
+	// LastSeq is the conversation's last seq as the writer knows it. Events get
+	// LastSeq+1, LastSeq+2, ... If the database already holds a higher seq the
+	// write fails with ErrSeqTaken and changes nothing.
+	LastSeq int64
+	Items   []WriteItem
+}
+
+// ItemResult reports what one WriteItem did.
+type ItemResult struct {
+	// Duplicate is true when the item was already stored (same provider id,
+	// same client_msg_id, same status) or changed nothing (a status that would
+	// move backwards, an assignment to the same RM). No event was written.
+	Duplicate bool
+	// Message is the stored message after the item (for duplicates, the row
+	// that was already there). Nil for assignments.
+	Message *Message
+	// Event is the event written, nil when the item was a duplicate or invisible.
+	Event *Event
+}
+
+// WriteResult reports a committed ConversationWrite.
+type WriteResult struct {
+	Conversation Conversation // state after the write (LastSeq advanced)
+	Created      bool         // the conversation was created by this write
+	Items        []ItemResult // one per WriteItem, same order
+}
+
+// WebhookLog is one raw provider request as received.
+type WebhookLog struct {
+	ID         int64
+	Provider   string // whatsapp, sms, ...
+	Path       string
+	Headers    json.RawMessage
+	Body       []byte
+	ReceivedAt time.Time
+	Outcome    string // received, processed, duplicate, failed: ..., ...
+}
+
+// WebhookLogReader reads back raw webhooks (operations and tests). The stores
+// returned by Open implement it; it is kept out of Store so that fakes of
+// Store need not.
+type WebhookLogReader interface {
+	WebhookLogByID(ctx context.Context, id int64) (*WebhookLog, error)
+}
+
+// OutboundPending is an outbound message that has not reached the provider yet.
+type OutboundPending struct {
+	Message      Message
+	Conversation Conversation
+	ContactPhone string
+}
+
+// ConversationSummary is one row of a conversation list.
+type ConversationSummary struct {
+	Conversation
+	ContactPhone string
+	UnreadCount  int64
+}
+
+// EventRecord is an event with what a reader needs to render it.
+type EventRecord struct {
+	Event
+	Conversation Conversation
+	ContactPhone string
+	ContactName  string
+	Message      *Message // for message and status events
+}
+
+// Store is the database. Writes are group-committed: each call waits for the
+// transaction that carries it, and returns only after that commit.
+type Store interface {
+	// ApplyConversationWrite commits w in the next batch and waits for it.
+	ApplyConversationWrite(ctx context.Context, w *ConversationWrite) (*WriteResult, error)
+	// SubmitConversationWrite queues w for the next batch and calls done once
+	// it is committed or failed. done is called on the committer goroutine, in
+	// commit order: it must not block.
+	SubmitConversationWrite(w *ConversationWrite, done func(*WriteResult, error))
+	// LogWebhook stores a raw webhook in the next batch and waits for the commit; it returns the row id.
+	LogWebhook(ctx context.Context, l *WebhookLog) (int64, error)
+	// SetWebhookOutcome records how a logged webhook ended (batched, not awaited by callers that pass a nil done).
+	SetWebhookOutcome(id int64, outcome string, done func(error))
+
+	// RMs.
+	CreateRM(ctx context.Context, rm *RM) (int64, error) // ErrExists when the username is taken
+	RMByUsername(ctx context.Context, username string) (*RM, error)
+	RMByID(ctx context.Context, id int64) (*RM, error)
+	CountRMs(ctx context.Context) (int64, error)
+	// OpenConversationCounts returns, for the given RMs, how many conversations each has assigned.
+	OpenConversationCounts(ctx context.Context, rmIDs []int64) (map[int64]int64, error)
+
+	// Conversations.
+	ConversationByKey(ctx context.Context, key ConversationKey) (*Conversation, error)
+	ConversationByID(ctx context.Context, id int64) (*Conversation, error)
+	ContactByPhone(ctx context.Context, phone string) (*Contact, error)
+	// ListConversations lists conversations assigned to rmID, or all when rmID is 0, newest activity first.
+	ListConversations(ctx context.Context, rmID int64, limit int) ([]ConversationSummary, error)
+	// UnassignedConversations lists conversation ids waiting for an RM, oldest first.
+	UnassignedConversations(ctx context.Context, limit int) ([]Conversation, error)
+
+	// Messages and events.
+	MessageByProviderID(ctx context.Context, providerMessageID string) (*Message, error)
+	MessageByID(ctx context.Context, id int64) (*Message, error)
+	// ConversationEvents returns events of one conversation with seq > afterSeq, in seq order.
+	ConversationEvents(ctx context.Context, conversationID, afterSeq int64, limit int) ([]EventRecord, error)
+	// EventsAfter returns events with ID > afterID of conversations currently
+	// assigned to rmID (all conversations when rmID is 0), in ID order.
+	EventsAfter(ctx context.Context, rmID, afterID int64, limit int) ([]EventRecord, error)
+	// PendingOutbound lists outbound messages still queued (no provider id, not failed), oldest first.
+	PendingOutbound(ctx context.Context, limit int) ([]OutboundPending, error)
+
+	// Operations.
+	Ping(ctx context.Context) error
+	Migrate(ctx context.Context) error
+	// Close flushes queued writes, waits for the last batch and closes the database.
+	Close() error
+}

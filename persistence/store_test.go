@@ -1,0 +1,458 @@
+package persistence_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/rs/zerolog"
+
+	"urva/persistence"
+	"urva/persistence/storetest"
+)
+
+func TestStore(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) persistence.Store { return storetest.OpenSQLite(t) })
+	})
+	t.Run("mysql", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) persistence.Store { return storetest.OpenMySQL(t) })
+	})
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	log := zerolog.Nop()
+
+	_, err := persistence.Open(ctx, persistence.Config{Driver: "postgres", DSN: "x"}, log)
+	if !errors.Is(err, persistence.ErrBadDriver) || !strings.Contains(err.Error(), `"postgres"`) ||
+		!strings.Contains(err.Error(), `"sqlite"`) || !strings.Contains(err.Error(), `"mysql"`) {
+		t.Fatalf("unknown driver: %v", err)
+	}
+
+	// Nothing listens on port 1.
+	_, err = persistence.Open(ctx, persistence.Config{Driver: "mysql", DSN: "root@tcp(127.0.0.1:1)/urva?timeout=2s"}, log)
+	if err == nil || !strings.Contains(err.Error(), "database unreachable") {
+		t.Fatalf("unreachable mysql: %v", err)
+	}
+
+	_, err = persistence.Open(ctx, persistence.Config{Driver: "sqlite", DSN: "file::memory:?cache=shared"}, log)
+	if err == nil {
+		t.Fatal("sqlite URI accepted")
+	}
+	blocker := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = persistence.Open(ctx, persistence.Config{Driver: "sqlite", DSN: filepath.Join(blocker, "sub", "urva.db")}, log)
+	if err == nil {
+		t.Fatal("sqlite under a file opened")
+	}
+}
+
+func TestSQLiteCreatesDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a", "b", "urva.db")
+	s, err := persistence.Open(context.Background(), persistence.Config{Driver: "sqlite", DSN: path}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func forEachConfig(t *testing.T, adjust func(*persistence.Config), fn func(t *testing.T, s persistence.Store)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, storetest.OpenSQLiteConfig(t, adjust)) })
+	t.Run("mysql", func(t *testing.T) { fn(t, storetest.OpenMySQLConfig(t, adjust)) })
+}
+
+type batchReport struct {
+	rows int
+	err  error
+}
+
+func key(n int) persistence.ConversationKey {
+	return persistence.ConversationKey{Channel: persistence.ChannelWhatsApp, BusinessNumber: "+15550002222", ContactPhone: fmt.Sprintf("+9197%08d", n)}
+}
+
+func inbound(pid string) persistence.WriteItem {
+	return persistence.WriteItem{Kind: persistence.ItemInbound, Message: &persistence.Message{ProviderMessageID: pid, Text: "x"}}
+}
+
+// submit queues ws and waits for all completions.
+func submit(s persistence.Store, ws []*persistence.ConversationWrite) ([]*persistence.WriteResult, []error) {
+	res := make([]*persistence.WriteResult, len(ws))
+	errs := make([]error, len(ws))
+	var wg sync.WaitGroup
+	wg.Add(len(ws))
+	for i, w := range ws {
+		s.SubmitConversationWrite(w, func(r *persistence.WriteResult, err error) {
+			res[i], errs[i] = r, err
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	return res, errs
+}
+
+// TestGroupCommitBatches makes batch boundaries deterministic (8 rows, a wait
+// far longer than the test) and checks that each round of 8 writes is one
+// transaction, including the round with a write that fails half-way.
+func TestGroupCommitBatches(t *testing.T) {
+	const rows = 8
+	var reports chan batchReport
+	adjust := func(c *persistence.Config) {
+		c.BatchMaxRows = rows
+		c.BatchMaxWait = time.Hour
+		c.OnBatch = func(n int, _ time.Duration, err error) { reports <- batchReport{n, err} }
+	}
+	forEachConfig(t, func(c *persistence.Config) { reports = make(chan batchReport, 16); adjust(c) }, func(t *testing.T, s persistence.Store) {
+		next := 0
+		fill := func(ws []*persistence.ConversationWrite) []*persistence.ConversationWrite {
+			for len(ws) < rows {
+				next++
+				ws = append(ws, &persistence.ConversationWrite{Key: key(next), Items: []persistence.WriteItem{inbound(fmt.Sprint("wamid.F", next))}})
+			}
+			return ws
+		}
+		expect := func(wantErr bool) {
+			t.Helper()
+			r := <-reports
+			if r.rows != rows || (r.err != nil) != wantErr {
+				t.Fatalf("batch report %+v, want %d rows, error %v", r, rows, wantErr)
+			}
+			select {
+			case r := <-reports:
+				t.Fatalf("unexpected second batch %+v", r)
+			default:
+			}
+		}
+
+		// Round 1: a conversation with two queued outbound messages.
+		x := &persistence.ConversationWrite{Key: key(0), Items: []persistence.WriteItem{
+			{Kind: persistence.ItemOutbound, Message: &persistence.Message{ClientMsgID: "1", Text: "a"}},
+			{Kind: persistence.ItemOutbound, Message: &persistence.Message{ClientMsgID: "2", Text: "b"}}}}
+		res, errs := submit(s, fill([]*persistence.ConversationWrite{x}))
+		expect(false)
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		conv := res[0].Conversation
+		m1, m2 := res[0].Items[0].Message.ID, res[0].Items[1].Message.ID
+
+		// Round 2: the provider accepts the first one.
+		_, errs = submit(s, fill([]*persistence.ConversationWrite{{ConversationID: conv.ID, LastSeq: 2, Items: []persistence.WriteItem{
+			{Kind: persistence.ItemProviderAccepted, Status: &persistence.StatusChange{MessageID: m1, ProviderMessageID: "wamid.ONE"}}}}}))
+		expect(false)
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		// Round 3, one batch: a write that stores a message and then claims
+		// the first message's provider id for the second (unique key), a
+		// stale write, and good writes.
+		bad := &persistence.ConversationWrite{ConversationID: conv.ID, LastSeq: 2, Items: []persistence.WriteItem{
+			inbound("wamid.HALF"),
+			{Kind: persistence.ItemProviderAccepted, Status: &persistence.StatusChange{MessageID: m2, ProviderMessageID: "wamid.ONE"}}}}
+		stale := &persistence.ConversationWrite{ConversationID: conv.ID, LastSeq: 1, Items: []persistence.WriteItem{inbound("wamid.STALE")}}
+		_, errs = submit(s, fill([]*persistence.ConversationWrite{bad, stale}))
+		expect(true)
+		if errs[0] == nil || errors.Is(errs[0], persistence.ErrSeqTaken) {
+			t.Fatalf("bad write: %v", errs[0])
+		}
+		if !errors.Is(errs[1], persistence.ErrSeqTaken) {
+			t.Fatalf("stale write: %v", errs[1])
+		}
+		for i, err := range errs[2:] {
+			if err != nil {
+				t.Fatalf("good write %d: %v", i, err)
+			}
+		}
+		ctx := context.Background()
+		if _, err := s.MessageByProviderID(ctx, "wamid.HALF"); !errors.Is(err, persistence.ErrNotFound) {
+			t.Fatalf("half-done write left a message: %v", err)
+		}
+		c, err := s.ConversationByID(ctx, conv.ID)
+		if err != nil || c.LastSeq != 2 {
+			t.Fatalf("conversation %+v %v", c, err)
+		}
+
+		// Close commits a partial batch at once instead of waiting an hour.
+		done := make(chan error, 1)
+		s.SubmitConversationWrite(&persistence.ConversationWrite{Key: key(999)}, func(_ *persistence.WriteResult, err error) { done <- err })
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if r := <-reports; r.rows != 1 || r.err != nil {
+			t.Fatalf("drain batch %+v", r)
+		}
+	})
+}
+
+// proxy forwards TCP connections to the database and can cut them all.
+type proxy struct {
+	t      *testing.T
+	target string
+	addr   string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	p := &proxy{t: t, target: target, conns: map[net.Conn]struct{}{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(func() { p.down(); p.wg.Wait() })
+	return p
+}
+
+func (p *proxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			d, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[d] = struct{}{}, struct{}{}
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); _, _ = io.Copy(d, c); d.Close() }()
+			go func() { defer p.wg.Done(); _, _ = io.Copy(c, d); c.Close() }()
+		}
+	}()
+}
+
+// down closes the listener and every forwarded connection: the database is
+// gone as far as the store can tell.
+func (p *proxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
+// up listens again on the same address.
+func (p *proxy) up() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatalf("re-listen on %s: %v", p.addr, err)
+	}
+	p.serve(ln)
+}
+
+// TestMySQLRecoversAfterOutage: while the database is unreachable, writes
+// fail promptly with ErrUnavailable; when it is back, the same store works
+// again without a restart.
+func TestMySQLRecoversAfterOutage(t *testing.T) {
+	dsn := storetest.DSNForMySQL(t)
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, cfg.Addr)
+	cfg.Addr = p.addr
+	cfg.Timeout = 2 * time.Second
+	ctx := context.Background()
+	s, err := persistence.Open(ctx, persistence.Config{Driver: "mysql", DSN: cfg.FormatDSN()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{Key: key(1), Items: []persistence.WriteItem{inbound("wamid.UP1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	p.down()
+	_, err = s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{ConversationID: res.Conversation.ID, LastSeq: 1,
+		Items: []persistence.WriteItem{inbound("wamid.DOWN")}})
+	if !errors.Is(err, persistence.ErrUnavailable) {
+		t.Fatalf("write while down: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.LogWebhook(ctx, &persistence.WebhookLog{Provider: "whatsapp"}); !errors.Is(err, persistence.ErrUnavailable) {
+		t.Fatalf("log while down: %v", err)
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("ping while down succeeded")
+	}
+
+	p.up()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping after recovery: %v", err)
+	}
+	res, err = s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{ConversationID: res.Conversation.ID, LastSeq: 1,
+		Items: []persistence.WriteItem{inbound("wamid.UP2")}})
+	if err != nil || res.Conversation.LastSeq != 2 {
+		t.Fatalf("write after recovery: %+v %v", res, err)
+	}
+	if _, err := s.MessageByProviderID(ctx, "wamid.DOWN"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("failed write stored: %v", err)
+	}
+}
+
+// BenchmarkGroupCommit: many goroutines, each applying one-inbound-message
+// writes to its own conversation and waiting for the commit, as webhook
+// handlers do.
+func BenchmarkGroupCommit(b *testing.B) {
+	for _, driver := range []string{persistence.DriverSQLite, persistence.DriverMySQL} {
+		b.Run(driver, func(b *testing.B) {
+			var batches, rows, busy atomic.Int64
+			adjust := func(c *persistence.Config) {
+				c.OnBatch = func(n int, d time.Duration, _ error) { batches.Add(1); rows.Add(int64(n)); busy.Add(int64(d)) }
+			}
+			var s persistence.Store
+			if driver == persistence.DriverSQLite {
+				s = storetest.OpenSQLiteConfig(b, adjust)
+			} else {
+				s = storetest.OpenMySQLConfig(b, adjust)
+			}
+			var next atomic.Int64
+			var failed atomic.Value
+			b.SetParallelism(32)
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				g := int(next.Add(1))
+				var id, seq int64
+				for i := 0; pb.Next(); i++ {
+					res, err := s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{ConversationID: id, Key: key(g), LastSeq: seq,
+						Items: []persistence.WriteItem{inbound(fmt.Sprintf("wamid.B%d.%d", g, i))}})
+					if err != nil {
+						failed.Store(err)
+						return
+					}
+					id, seq = res.Conversation.ID, res.Conversation.LastSeq
+				}
+			})
+			elapsed := time.Since(start)
+			b.StopTimer()
+			if err, _ := failed.Load().(error); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "writes/s")
+			if n := batches.Load(); n > 0 {
+				b.ReportMetric(float64(rows.Load())/float64(n), "writes/batch")
+				b.ReportMetric(float64(busy.Load())/float64(n)/1e6, "ms/batch")
+			}
+		})
+	}
+}
+
+// TestBatchFallsBackToSingleWrites: a write that fails with an error that is
+// not its data's fault (here: a table missing) aborts the batch; every write
+// is then retried in its own transaction, and only that one fails.
+func TestBatchFallsBackToSingleWrites(t *testing.T) {
+	var reports chan batchReport
+	adjust := func(c *persistence.Config) {
+		reports = make(chan batchReport, 16)
+		c.BatchMaxRows = 4
+		c.BatchMaxWait = time.Hour
+		c.OnBatch = func(n int, _ time.Duration, err error) { reports <- batchReport{n, err} }
+	}
+	forEachConfig(t, adjust, func(t *testing.T, s persistence.Store) {
+		ws := func(tag string) []*persistence.ConversationWrite {
+			var out []*persistence.ConversationWrite
+			for i := 0; i < 4; i++ {
+				out = append(out, &persistence.ConversationWrite{Key: key(i), Items: []persistence.WriteItem{inbound(fmt.Sprint("wamid.", tag, i))}})
+			}
+			return out
+		}
+		res, errs := submit(s, ws("A"))
+		if r := <-reports; r.rows != 4 || r.err != nil {
+			t.Fatalf("first batch %+v", r)
+		}
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		breakStatusHistory(t, s)
+		batch := ws("B")
+		for i, w := range batch {
+			w.ConversationID, w.LastSeq = res[i].Conversation.ID, 1
+		}
+		// The third write also reports a status: it reads the missing table.
+		batch[2].Items = append(batch[2].Items, persistence.WriteItem{Kind: persistence.ItemStatus,
+			Status: &persistence.StatusChange{ProviderMessageID: "wamid.A2", Status: persistence.StatusRead}})
+		_, errs = submit(s, batch)
+		if r := <-reports; r.rows != 4 || r.err == nil {
+			t.Fatalf("second batch %+v", r)
+		}
+		for i, err := range errs {
+			if (err != nil) != (i == 2) {
+				t.Fatalf("write %d: %v", i, err)
+			}
+		}
+		ctx := context.Background()
+		for i := 0; i < 4; i++ {
+			_, err := s.MessageByProviderID(ctx, fmt.Sprint("wamid.B", i))
+			if (err != nil) != (i == 2) {
+				t.Fatalf("message B%d: %v", i, err)
+			}
+		}
+	})
+}
+
+// breakStatusHistory drops the status_history table behind the store's back
+// (export_test.go gives the store the method, in tests only).
+func breakStatusHistory(t *testing.T, s persistence.Store) {
+	t.Helper()
+	d, ok := s.(interface {
+		DropTableForTest(ctx context.Context, table string) error
+	})
+	if !ok {
+		t.Fatal("store has no DropTableForTest (export_test.go)")
+	}
+	if err := d.DropTableForTest(context.Background(), "status_history"); err != nil {
+		t.Fatal(err)
+	}
+}

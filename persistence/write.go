@@ -1,0 +1,540 @@
+package persistence
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits that keep both dialects alike (MySQL columns have these sizes;
+// SQLite would accept anything). Checked before a write touches the database.
+const (
+	maxIDLen      = 191 // provider_message_id, client_msg_id, username
+	maxTypeLen    = 64
+	maxNameLen    = 255
+	maxPhoneLen   = 32
+	maxChannelLen = 16
+	maxBusinessNo = 64
+)
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+func isE164(s string) bool {
+	if len(s) < 4 || len(s) > 16 || s[0] != '+' || s[1] == '0' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func validJSON(what string, b []byte) error {
+	if len(b) > 0 && !json.Valid(b) {
+		return invalid("%s is not valid JSON", what)
+	}
+	return nil
+}
+
+func validateWrite(w *ConversationWrite) error {
+	if w.ConversationID < 0 || w.LastSeq < 0 {
+		return invalid("negative conversation id or seq")
+	}
+	if w.ConversationID == 0 {
+		k := w.Key
+		if k.Channel == "" || len(k.Channel) > maxChannelLen {
+			return invalid("conversation key %q: bad channel", k.String())
+		}
+		if k.BusinessNumber == "" || len(k.BusinessNumber) > maxBusinessNo {
+			return invalid("conversation key %q: bad business number", k.String())
+		}
+		if !isE164(k.ContactPhone) {
+			return invalid("conversation key %q: contact phone is not E.164 (+ and digits)", k.String())
+		}
+	}
+	if utf8.RuneCountInString(w.ContactName) > maxNameLen {
+		return invalid("contact name longer than %d characters", maxNameLen)
+	}
+	if w.OwnerRMID < 0 || w.InitialRMID < 0 {
+		return invalid("negative RM id")
+	}
+	for i, it := range w.Items {
+		if err := validateItem(it); err != nil {
+			return fmt.Errorf("item %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func validateItem(it WriteItem) error {
+	switch it.Kind {
+	case ItemInbound, ItemOutbound:
+		m := it.Message
+		if m == nil {
+			return invalid("message item without a message")
+		}
+		if len(m.ProviderMessageID) > maxIDLen || len(m.ClientMsgID) > maxIDLen {
+			return invalid("message id longer than %d bytes", maxIDLen)
+		}
+		if len(m.Type) > maxTypeLen {
+			return invalid("message type longer than %d bytes", maxTypeLen)
+		}
+		if m.RMID < 0 {
+			return invalid("negative RM id")
+		}
+		if err := validJSON("payload", m.Payload); err != nil {
+			return err
+		}
+		return validJSON("error", m.Error)
+	case ItemStatus, ItemProviderAccepted:
+		st := it.Status
+		if st == nil {
+			return invalid("status item without a status")
+		}
+		if len(st.ProviderMessageID) > maxIDLen {
+			return invalid("provider message id longer than %d bytes", maxIDLen)
+		}
+		if it.Kind == ItemStatus {
+			if StatusRank(st.Status) == 0 {
+				return invalid("unknown status %q", st.Status)
+			}
+			if st.MessageID <= 0 && st.ProviderMessageID == "" {
+				return invalid("status without a message id or provider message id")
+			}
+		} else if st.MessageID <= 0 || st.ProviderMessageID == "" {
+			return invalid("provider accepted needs the message id and the provider's id")
+		}
+		if err := validJSON("status error", st.Error); err != nil {
+			return err
+		}
+		return validJSON("status raw", st.Raw)
+	case ItemAssign:
+		if it.AssignRMID < 0 {
+			return invalid("negative RM id")
+		}
+		return nil
+	}
+	return invalid("unknown item kind %d", it.Kind)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// applyConversationWrite applies w inside t (see ConversationWrite and
+// ItemKind for the semantics). Everything that can fail without a database
+// error (validation, unknown conversation, stale seq) is decided before the
+// first change, so such a failure leaves the batch usable.
+func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResult, error) {
+	if err := validateWrite(w); err != nil {
+		return nil, err
+	}
+	res := &WriteResult{Items: make([]ItemResult, len(w.Items))}
+	var conv *Conversation
+	var err error
+	if w.ConversationID > 0 {
+		conv, err = scanConversation(t.tx.QueryRowContext(t.ctx,
+			`SELECT `+conversationCols+` FROM `+conversationFrom+` WHERE c.id = ?`+t.forUpdate(), w.ConversationID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("conversation %d: %w", w.ConversationID, ErrNotFound)
+		}
+	} else {
+		conv, err = scanConversation(t.tx.QueryRowContext(t.ctx,
+			`SELECT `+conversationCols+` FROM `+conversationFrom+`
+			WHERE c.channel = ? AND c.business_number = ? AND ct.phone = ?`+t.forUpdate(),
+			w.Key.Channel, w.Key.BusinessNumber, w.Key.ContactPhone))
+		if errors.Is(err, sql.ErrNoRows) {
+			if w.LastSeq != 0 {
+				return nil, fmt.Errorf("%w: conversation %s does not exist, the write expected seq %d", ErrSeqTaken, w.Key, w.LastSeq)
+			}
+			conv, err = t.createConversation(w)
+			res.Created = true
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if conv.LastSeq != w.LastSeq {
+		return nil, fmt.Errorf("%w: conversation %d is at seq %d, the write expected %d", ErrSeqTaken, conv.ID, conv.LastSeq, w.LastSeq)
+	}
+	if !res.Created {
+		if err := t.updateContact(conv, w); err != nil {
+			return nil, err
+		}
+	}
+
+	before := *conv
+	for i, it := range w.Items {
+		var r ItemResult
+		switch it.Kind {
+		case ItemInbound:
+			r, err = t.inbound(conv, it.Message)
+		case ItemOutbound:
+			r, err = t.outbound(conv, it.Message)
+		case ItemStatus:
+			r, err = t.status(conv, it.Status)
+		case ItemProviderAccepted:
+			r, err = t.providerAccepted(conv, it.Status)
+		case ItemAssign:
+			r, err = t.assign(conv, it)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+		res.Items[i] = r
+	}
+	if *conv != before {
+		// The row is locked (MySQL FOR UPDATE / SQLite write lock) since the
+		// read above, and events carry a unique (conversation_id, seq): a
+		// second writer of the same conversation cannot slip in between.
+		if _, err := t.exec(`UPDATE conversations SET last_seq = ?, last_message_at = ?, last_inbound_at = ?, assigned_rm_id = ?
+			WHERE id = ?`,
+			conv.LastSeq, s.tv(conv.LastMessageAt), s.tv(conv.LastInboundAt), nullID(conv.AssignedRMID), conv.ID); err != nil {
+			return nil, err
+		}
+	}
+	res.Conversation = *conv
+	return res, nil
+}
+
+// createConversation finds or creates the contact of w.Key and creates the
+// conversation (assigned to w.InitialRMID).
+func (t *txn) createConversation(w *ConversationWrite) (*Conversation, error) {
+	s := t.s
+	conv := &Conversation{Key: w.Key, AssignedRMID: w.InitialRMID, CreatedAt: t.now}
+	err := t.tx.QueryRowContext(t.ctx, `SELECT id, name, owner_rm_id FROM contacts WHERE phone = ?`+t.forUpdate(), w.Key.ContactPhone).
+		Scan(scanInt{&conv.ContactID}, scanStr{&conv.ContactName}, scanInt{&conv.OwnerRMID})
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		conv.ContactName, conv.OwnerRMID = w.ContactName, w.OwnerRMID
+		conv.ContactID, err = t.insert(`INSERT INTO contacts (phone, name, owner_rm_id, created_at) VALUES (?, ?, ?, ?)`,
+			w.Key.ContactPhone, w.ContactName, nullID(w.OwnerRMID), s.tv(t.now))
+		if err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	default:
+		if err := t.updateContact(conv, w); err != nil {
+			return nil, err
+		}
+	}
+	conv.ID, err = t.insert(`INSERT INTO conversations (channel, business_number, contact_id, assigned_rm_id, last_seq, created_at)
+		VALUES (?, ?, ?, ?, 0, ?)`,
+		w.Key.Channel, w.Key.BusinessNumber, conv.ContactID, nullID(w.InitialRMID), s.tv(t.now))
+	if err != nil {
+		return nil, err
+	}
+	return conv, nil
+}
+
+// updateContact sets the contact's name (when w carries one) and its owner
+// (when w names one and the contact has none).
+func (t *txn) updateContact(conv *Conversation, w *ConversationWrite) error {
+	if w.ContactName != "" && w.ContactName != conv.ContactName {
+		if _, err := t.exec(`UPDATE contacts SET name = ? WHERE id = ?`, w.ContactName, conv.ContactID); err != nil {
+			return err
+		}
+		conv.ContactName = w.ContactName
+	}
+	if w.OwnerRMID > 0 && conv.OwnerRMID == 0 {
+		if _, err := t.exec(`UPDATE contacts SET owner_rm_id = ? WHERE id = ? AND owner_rm_id IS NULL`, w.OwnerRMID, conv.ContactID); err != nil {
+			return err
+		}
+		conv.OwnerRMID = w.OwnerRMID
+	}
+	return nil
+}
+
+func (t *txn) messageBy(where string, args ...any) (*Message, error) {
+	return scanMessage(t.tx.QueryRowContext(t.ctx, `SELECT `+messageCols+` FROM messages m WHERE `+where, args...))
+}
+
+// insertMessage stores m (ID set on return) and the "message" event that
+// introduces it, with seq m.Seq.
+func (t *txn) insertMessage(m *Message) (*Event, error) {
+	s := t.s
+	var media, tmpl []byte
+	var err error
+	if len(m.Media) > 0 {
+		if media, err = json.Marshal(m.Media); err != nil {
+			return nil, err
+		}
+	}
+	if m.Template != nil {
+		if tmpl, err = json.Marshal(m.Template); err != nil {
+			return nil, err
+		}
+	}
+	m.ID, err = t.insert(`INSERT INTO messages (conversation_id, seq, direction, channel, type, text, media, template, payload,
+		provider_message_id, client_msg_id, rm_id, status, error, provider_ts, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		m.ConversationID, m.Seq, m.Direction, m.Channel, m.Type, m.Text, jsonArg(media), jsonArg(tmpl), jsonArg(m.Payload),
+		nullStr(m.ProviderMessageID), nullStr(m.ClientMsgID), nullID(m.RMID), m.Status, jsonArg(m.Error),
+		s.tv(m.ProviderTimestamp), s.tv(m.CreatedAt), s.tv(m.UpdatedAt))
+	if err != nil {
+		return nil, err
+	}
+	return t.insertEvent(m.ConversationID, m.Seq, EventMessage, m.ID, "", nil)
+}
+
+func (t *txn) insertEvent(convID, seq int64, typ string, messageID int64, status string, detail []byte) (*Event, error) {
+	ev := &Event{ConversationID: convID, Seq: seq, Type: typ, MessageID: messageID, Status: status,
+		Detail: cloneBytes(detail), CreatedAt: t.now}
+	var err error
+	ev.ID, err = t.insert(`INSERT INTO events (conversation_id, seq, type, message_id, status, detail, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		convID, seq, typ, nullID(messageID), status, jsonArg(detail), t.s.tv(t.now))
+	if err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// newMessage copies what the caller gave into the row the store keeps.
+func (t *txn) newMessage(conv *Conversation, in *Message, direction, status string) *Message {
+	m := &Message{
+		ConversationID:    conv.ID,
+		Seq:               conv.LastSeq + 1,
+		Direction:         direction,
+		Channel:           conv.Key.Channel,
+		Type:              in.Type,
+		Text:              in.Text,
+		Media:             append([]Media(nil), in.Media...),
+		Payload:           cloneBytes(in.Payload),
+		ProviderMessageID: in.ProviderMessageID,
+		ClientMsgID:       in.ClientMsgID,
+		RMID:              in.RMID,
+		Status:            status,
+		Error:             cloneBytes(in.Error),
+		ProviderTimestamp: normTime(in.ProviderTimestamp),
+		CreatedAt:         t.now,
+		UpdatedAt:         t.now,
+	}
+	if len(m.Media) == 0 {
+		m.Media = nil
+	}
+	if in.Template != nil {
+		tm := *in.Template
+		tm.Params = append([]string(nil), in.Template.Params...)
+		if len(tm.Params) == 0 {
+			tm.Params = nil
+		}
+		m.Template = &tm
+	}
+	if m.Type == "" {
+		m.Type = "text"
+		if m.Template != nil {
+			m.Type = "template"
+		}
+	}
+	return m
+}
+
+// inbound stores a message from the contact unless its provider id is
+// already known on this channel.
+func (t *txn) inbound(conv *Conversation, in *Message) (ItemResult, error) {
+	if in.ProviderMessageID != "" {
+		old, err := t.messageBy(`m.provider_message_id = ? AND m.channel = ?`, in.ProviderMessageID, conv.Key.Channel)
+		if err == nil {
+			return ItemResult{Duplicate: true, Message: old}, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return ItemResult{}, err
+		}
+	}
+	m := t.newMessage(conv, in, DirectionIn, StatusReceived)
+	ev, err := t.insertMessage(m)
+	if err != nil {
+		return ItemResult{}, err
+	}
+	conv.LastSeq = m.Seq
+	conv.LastMessageAt = maxTime(conv.LastMessageAt, t.now)
+	at := m.ProviderTimestamp
+	if at.IsZero() {
+		at = t.now
+	}
+	conv.LastInboundAt = maxTime(conv.LastInboundAt, at)
+	return ItemResult{Message: m, Event: ev}, nil
+}
+
+// outbound stores an RM's message as queued unless its client_msg_id is
+// already known in this conversation (a double click).
+func (t *txn) outbound(conv *Conversation, in *Message) (ItemResult, error) {
+	if in.ClientMsgID != "" {
+		old, err := t.messageBy(`m.conversation_id = ? AND m.client_msg_id = ?`, conv.ID, in.ClientMsgID)
+		if err == nil {
+			return ItemResult{Duplicate: true, Message: old}, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return ItemResult{}, err
+		}
+	}
+	m := t.newMessage(conv, in, DirectionOut, StatusQueued)
+	ev, err := t.insertMessage(m)
+	if err != nil {
+		return ItemResult{}, err
+	}
+	conv.LastSeq = m.Seq
+	conv.LastMessageAt = maxTime(conv.LastMessageAt, t.now)
+	return ItemResult{Message: m, Event: ev}, nil
+}
+
+// findMessage looks a status's message up in this conversation: by id, else
+// by the provider's id on the conversation's channel. A message of another
+// conversation is treated as unknown (its event would carry this
+// conversation's seq).
+func (t *txn) findMessage(conv *Conversation, st *StatusChange) (*Message, error) {
+	var m *Message
+	var err error
+	if st.MessageID > 0 {
+		m, err = t.messageBy(`m.id = ?`, st.MessageID)
+	} else {
+		m, err = t.messageBy(`m.provider_message_id = ? AND m.channel = ?`, st.ProviderMessageID, conv.Key.Channel)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if m.ConversationID != conv.ID {
+		t.s.log.Warn().Int64("message_id", m.ID).Int64("message_conversation", m.ConversationID).
+			Int64("conversation", conv.ID).Msg("status for a message of another conversation ignored")
+		return nil, nil
+	}
+	return m, nil
+}
+
+// status records a delivery status once per (message, status) and moves the
+// message's status only forward (StatusRank); an event only when it moved.
+func (t *txn) status(conv *Conversation, st *StatusChange) (ItemResult, error) {
+	m, err := t.findMessage(conv, st)
+	if err != nil || m == nil {
+		return ItemResult{Duplicate: true}, err
+	}
+	var one int64
+	err = t.tx.QueryRowContext(t.ctx, `SELECT 1 FROM status_history WHERE message_id = ? AND status = ?`, m.ID, st.Status).
+		Scan(&one)
+	if err == nil {
+		return ItemResult{Duplicate: true, Message: m}, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return ItemResult{}, err
+	}
+	at := st.At
+	if at.IsZero() {
+		at = t.now
+	}
+	if _, err := t.exec(`INSERT INTO status_history (message_id, status, at, raw) VALUES (?, ?, ?, ?)`,
+		m.ID, st.Status, t.s.tv(at), jsonArg(st.Raw)); err != nil {
+		return ItemResult{}, err
+	}
+	if StatusRank(st.Status) <= StatusRank(m.Status) {
+		// Recorded in the history, but the message already is at or past
+		// this status (read arrived before delivered, failed after read...).
+		return ItemResult{Duplicate: true, Message: m}, nil
+	}
+	m.Status, m.UpdatedAt = st.Status, t.now
+	var detail []byte
+	if st.Status == StatusFailed && len(st.Error) > 0 {
+		m.Error = cloneBytes(st.Error)
+		detail = st.Error
+	}
+	if _, err := t.exec(`UPDATE messages SET status = ?, error = ?, updated_at = ? WHERE id = ?`,
+		m.Status, jsonArg(m.Error), t.s.tv(t.now), m.ID); err != nil {
+		return ItemResult{}, err
+	}
+	ev, err := t.insertEvent(conv.ID, conv.LastSeq+1, EventStatus, m.ID, m.Status, detail)
+	if err != nil {
+		return ItemResult{}, err
+	}
+	conv.LastSeq = ev.Seq
+	return ItemResult{Message: m, Event: ev}, nil
+}
+
+// providerAccepted records the provider's id of an outbound message (not a
+// visible event). The first id recorded stays.
+func (t *txn) providerAccepted(conv *Conversation, st *StatusChange) (ItemResult, error) {
+	m, err := t.findMessage(conv, &StatusChange{MessageID: st.MessageID})
+	if err != nil || m == nil {
+		return ItemResult{Duplicate: true}, err
+	}
+	if m.ProviderMessageID != "" {
+		if m.ProviderMessageID != st.ProviderMessageID {
+			t.s.log.Warn().Int64("message_id", m.ID).Str("stored", m.ProviderMessageID).
+				Str("reported", st.ProviderMessageID).Msg("provider reported a second id for a message; keeping the first")
+		}
+		return ItemResult{Duplicate: true, Message: m}, nil
+	}
+	m.ProviderMessageID, m.UpdatedAt = st.ProviderMessageID, t.now
+	if StatusRank(m.Status) < StatusRank(StatusAccepted) {
+		m.Status = StatusAccepted
+	}
+	if _, err := t.exec(`UPDATE messages SET provider_message_id = ?, status = ?, updated_at = ? WHERE id = ?`,
+		m.ProviderMessageID, m.Status, t.s.tv(t.now), m.ID); err != nil {
+		return ItemResult{}, err
+	}
+	return ItemResult{Message: m}, nil
+}
+
+// assign moves the conversation to another RM (the conversation row itself is
+// updated once at the end of the write).
+func (t *txn) assign(conv *Conversation, it WriteItem) (ItemResult, error) {
+	prev := conv.AssignedRMID
+	if it.AssignRMID == prev || (it.OnlyIfUnassigned && prev != 0) {
+		return ItemResult{Duplicate: true}, nil
+	}
+	detail := []byte(`{"rm_id":` + strconv.FormatInt(it.AssignRMID, 10) + `,"previous_rm_id":` + strconv.FormatInt(prev, 10) + `}`)
+	ev, err := t.insertEvent(conv.ID, conv.LastSeq+1, EventAssigned, 0, "", detail)
+	if err != nil {
+		return ItemResult{}, err
+	}
+	conv.LastSeq = ev.Seq
+	conv.AssignedRMID = it.AssignRMID
+	return ItemResult{Event: ev}, nil
+}
+
+// Webhook log.
+
+func (s *store) insertWebhookLog(t *txn, l *WebhookLog) (int64, error) {
+	if l.Provider == "" || len(l.Provider) > 32 {
+		return 0, invalid("webhook log: bad provider %q", l.Provider)
+	}
+	if len(l.Path) > 2048 {
+		return 0, invalid("webhook log: path longer than 2048 bytes")
+	}
+	if err := validJSON("webhook headers", l.Headers); err != nil {
+		return 0, err
+	}
+	at := l.ReceivedAt
+	if at.IsZero() {
+		at = t.now
+	}
+	outcome := l.Outcome
+	if outcome == "" {
+		outcome = "received"
+	}
+	body := l.Body
+	if body == nil {
+		body = []byte{}
+	}
+	return t.insert(`INSERT INTO webhook_log (provider, path, headers, body, received_at, outcome) VALUES (?, ?, ?, ?, ?, ?)`,
+		l.Provider, l.Path, jsonArg(l.Headers), body, s.tv(at), outcome)
+}
+
+func (s *store) updateWebhookOutcome(t *txn, id int64, outcome string) error {
+	_, err := t.exec(`UPDATE webhook_log SET outcome = ? WHERE id = ?`, outcome, id)
+	return err
+}

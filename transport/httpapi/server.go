@@ -1,0 +1,611 @@
+// Package httpapi is the server's HTTP front: a fasthttp server with a small
+// exact/prefix router that serves the provider webhooks (WhatsApp), the RM
+// REST API, the RM live socket (/ws), the health checks and, in sandbox mode,
+// the simulated provider endpoints.
+//
+// Handlers only parse, authenticate and translate: behaviour lives behind the
+// Actors interface (satisfied by *actors.System through Options.System) and
+// the few database calls the HTTP layer makes itself go through Store
+// (satisfied by persistence.Store).
+//
+// Every response carries an X-Request-Id (the client's, or a generated one),
+// every log line of a request carries it as request_id, and every error is a
+// JSON object {"error":"..."}.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"urva/actors"
+	"urva/persistence"
+	"urva/transport/auth"
+	"urva/transport/sandbox"
+)
+
+// Actors is what the HTTP layer asks of the actor system. *actors.System
+// satisfies it through Options.System; tests use fakes.
+type Actors interface {
+	// Ingest hands provider notifications over and returns once they are committed.
+	Ingest(ctx context.Context, items []actors.Inbound) ([]actors.IngestResult, error)
+	// Send stores an RM's outbound message and returns it once committed.
+	Send(ctx context.Context, p actors.Principal, conversationID int64, req actors.SendRequest) (*persistence.Message, error)
+	// StartConversation opens (or finds) a conversation and sends its first message.
+	StartConversation(ctx context.Context, p actors.Principal, channel, phone, contactName string, req actors.SendRequest) (*persistence.Conversation, *persistence.Message, error)
+	// Conversations lists what p may see.
+	Conversations(ctx context.Context, p actors.Principal, limit int) ([]persistence.ConversationSummary, error)
+	// Events returns the socket frames of one conversation after afterSeq.
+	Events(ctx context.Context, p actors.Principal, conversationID, afterSeq int64, limit int) ([][]byte, error)
+	// Connect starts the session of one RM socket.
+	Connect(p actors.Principal, conn actors.Conn) Session
+	// Ready reports whether the actor system runs and the database answers.
+	Ready(ctx context.Context) error
+}
+
+// Session is one RM socket's session as the socket handler drives it.
+type Session interface {
+	// Receive hands over a text frame read from the socket.
+	Receive(frame []byte)
+	// Close says the socket is gone.
+	Close()
+}
+
+// Store is the part of the database the HTTP layer uses directly.
+// persistence.Store satisfies it.
+type Store interface {
+	LogWebhook(ctx context.Context, l *persistence.WebhookLog) (int64, error)
+	SetWebhookOutcome(id int64, outcome string, done func(error))
+	RMByUsername(ctx context.Context, username string) (*persistence.RM, error)
+}
+
+// The real implementations satisfy the interfaces.
+var (
+	_ Store  = persistence.Store(nil)
+	_ Actors = systemActors{}
+)
+
+// systemActors adapts *actors.System, whose Connect returns the concrete
+// *actors.Session, to Actors.
+type systemActors struct{ *actors.System }
+
+func (s systemActors) Connect(p actors.Principal, c actors.Conn) Session {
+	sess := s.System.Connect(p, c)
+	if sess == nil {
+		return nil
+	}
+	return sess
+}
+
+// SocketOptions tunes the RM live socket. Zero values take the defaults.
+type SocketOptions struct {
+	PingInterval  time.Duration // server ping period (default 30s)
+	ReadTimeout   time.Duration // no frame nor pong for this long ends the socket (default 75s)
+	WriteTimeout  time.Duration // deadline for writing one batch of frames (default 10s)
+	MaxFrameBytes int64         // largest frame accepted from a client (default 64 KiB)
+	BufferBytes   int           // websocket read and write buffer sizes (default 4 KiB)
+}
+
+// Route is an extra endpoint mounted next to the built-in ones.
+type Route struct {
+	Method  string // "" accepts every method
+	Path    string // exact path, or a prefix when Prefix is set
+	Prefix  bool
+	Admin   bool // requires Authorization: Bearer <Options.AdminToken>
+	Handler fasthttp.RequestHandler
+}
+
+// Options configure a Server.
+type Options struct {
+	Addr         string // listen address for ListenAndServe
+	PublicURL    string // base URL the outside world reaches the server at
+	MaxBodyBytes int    // largest request body accepted (default 4 MiB); larger ones get 413
+	Log          zerolog.Logger
+
+	Actors Actors         // the actor system; when nil, System is used
+	System *actors.System // adapted to Actors when Actors is nil
+	Store  Store
+
+	Tokens     *auth.Tokens // RM session tokens
+	AdminToken string       // operator token for Admin routes; empty disables them
+
+	WhatsAppAppSecret   string // X-Hub-Signature-256 key
+	WhatsAppVerifyToken string // hub.verify_token for the verification GET
+
+	SandboxWhatsApp *sandbox.WhatsApp // nil when the sandbox is off
+
+	Socket SocketOptions
+
+	// WebhookTimeout bounds the wait for a webhook's commit (default 15s).
+	WebhookTimeout time.Duration
+	// ReadTimeout, WriteTimeout and IdleTimeout of plain HTTP connections
+	// (defaults 30s, 30s, 120s). Hijacked sockets are not subject to them.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+
+	// Routes are mounted after the built-in ones; a built-in route wins on conflict.
+	Routes []Route
+}
+
+// Defaults.
+const (
+	DefaultMaxBodyBytes = 4 << 20
+	connBufferBytes     = 4 << 10
+)
+
+// Server is the HTTP server.
+type Server struct {
+	opts       Options
+	log        zerolog.Logger
+	actors     Actors
+	store      Store
+	srv        *fasthttp.Server
+	upgrader   *websocket.FastHTTPUpgrader
+	maxBody    int
+	drainLimit int64
+
+	exact    map[string]map[string]handlerFunc
+	prefixes []prefixRoute
+
+	idPrefix string
+	idSeq    atomic.Uint64
+
+	mu           sync.Mutex
+	shuttingDown bool
+	sockets      map[*wsConn]struct{}
+	socketsWG    sync.WaitGroup
+}
+
+// call is one request as the handlers see it.
+type call struct {
+	ctx *fasthttp.RequestCtx
+	id  string
+	log zerolog.Logger
+}
+
+type handlerFunc func(c *call)
+
+type prefixRoute struct {
+	prefix string
+	method string // "" = any
+	h      handlerFunc
+}
+
+// New builds a Server; it does not listen yet.
+func New(o Options) *Server {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.WebhookTimeout <= 0 {
+		o.WebhookTimeout = 15 * time.Second
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 30 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 120 * time.Second
+	}
+	so := &o.Socket
+	if so.PingInterval <= 0 {
+		so.PingInterval = 30 * time.Second
+	}
+	if so.ReadTimeout <= 0 {
+		so.ReadTimeout = 75 * time.Second
+	}
+	if so.WriteTimeout <= 0 {
+		so.WriteTimeout = 10 * time.Second
+	}
+	if so.MaxFrameBytes <= 0 {
+		so.MaxFrameBytes = 64 << 10
+	}
+	if so.BufferBytes <= 0 {
+		so.BufferBytes = connBufferBytes
+	}
+	if o.Actors == nil && o.System != nil {
+		o.Actors = systemActors{o.System}
+	}
+
+	s := &Server{
+		opts:     o,
+		log:      o.Log,
+		actors:   o.Actors,
+		store:    o.Store,
+		maxBody:  o.MaxBodyBytes,
+		exact:    make(map[string]map[string]handlerFunc),
+		sockets:  make(map[*wsConn]struct{}),
+		idPrefix: newIDPrefix(),
+	}
+	// A client that sends a body over the limit is still read to the end, up
+	// to this much more, so that it receives the 413 instead of a reset.
+	s.drainLimit = int64(o.MaxBodyBytes) * 4
+	if s.drainLimit < 1<<20 {
+		s.drainLimit = 1 << 20
+	}
+	s.upgrader = &websocket.FastHTTPUpgrader{
+		ReadBufferSize:  so.BufferBytes,
+		WriteBufferSize: so.BufferBytes,
+		// Sockets authenticate with a token, not a cookie, so a foreign
+		// origin gains nothing: accept any.
+		CheckOrigin: func(*fasthttp.RequestCtx) bool { return true },
+		Error: func(ctx *fasthttp.RequestCtx, status int, reason error) {
+			writeError(ctx, status, reason.Error())
+		},
+	}
+	s.routes()
+	s.srv = &fasthttp.Server{
+		Handler:                      s.handle,
+		ErrorHandler:                 s.errorHandler,
+		Name:                         "urva",
+		ReadBufferSize:               connBufferBytes,
+		WriteBufferSize:              connBufferBytes,
+		MaxRequestBodySize:           o.MaxBodyBytes,
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		ReadTimeout:                  o.ReadTimeout,
+		WriteTimeout:                 o.WriteTimeout,
+		IdleTimeout:                  o.IdleTimeout,
+		CloseOnShutdown:              true,
+		Logger:                       fasthttpLogger{o.Log},
+	}
+	return s
+}
+
+func (s *Server) routes() {
+	s.addExact("GET", "/healthz", s.healthz)
+	s.addExact("HEAD", "/healthz", s.healthz)
+	s.addExact("GET", "/readyz", s.readyz)
+	s.addExact("HEAD", "/readyz", s.readyz)
+	s.addExact("GET", "/webhooks/whatsapp", s.whatsAppVerify)
+	s.addExact("POST", "/webhooks/whatsapp", s.whatsAppWebhook)
+	s.addExact("POST", "/api/login", s.login)
+	s.addExact("GET", "/api/conversations", s.authed(s.listConversations))
+	s.addExact("POST", "/api/conversations", s.authed(s.startConversation))
+	s.addPrefix("", "/api/conversations/", s.authed(s.conversationSub))
+	s.addExact("GET", "/ws", s.socket)
+	if sb := s.opts.SandboxWhatsApp; sb != nil {
+		s.addPrefix("", "/sandbox/graph/", func(c *call) { sb.HandleAPI(c.ctx) })
+		s.addExact("POST", "/sandbox/whatsapp/inbound", func(c *call) { sb.HandleInbound(c.ctx) })
+	}
+	for _, r := range s.opts.Routes {
+		h := r.Handler
+		hf := func(c *call) { h(c.ctx) }
+		if r.Admin {
+			hf = s.admin(hf)
+		}
+		if r.Prefix {
+			s.addPrefix(r.Method, r.Path, hf)
+			continue
+		}
+		if r.Method == "" {
+			for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
+				s.addExact(m, r.Path, hf)
+			}
+			continue
+		}
+		s.addExact(r.Method, r.Path, hf)
+	}
+	// Longest prefix first, so a more specific mount wins.
+	slices.SortStableFunc(s.prefixes, func(a, b prefixRoute) int { return len(b.prefix) - len(a.prefix) })
+}
+
+func (s *Server) addExact(method, path string, h handlerFunc) {
+	m := s.exact[path]
+	if m == nil {
+		m = make(map[string]handlerFunc)
+		s.exact[path] = m
+	}
+	if _, dup := m[method]; !dup {
+		m[method] = h
+	}
+}
+
+func (s *Server) addPrefix(method, p string, h handlerFunc) {
+	s.prefixes = append(s.prefixes, prefixRoute{prefix: p, method: method, h: h})
+}
+
+// Handler returns the request handler (routing included), for embedding in
+// another fasthttp server or for tests.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
+
+// Serve serves HTTP on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("http server listening")
+	return s.srv.Serve(ln)
+}
+
+// ListenAndServe listens on Options.Addr and serves.
+func (s *Server) ListenAndServe() error {
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
+}
+
+// Shutdown stops accepting connections, closes the live sockets (close code
+// 1001) and waits for in-flight requests and socket handlers to finish, or
+// for ctx to end.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shuttingDown = true
+	socks := make([]*wsConn, 0, len(s.sockets))
+	for w := range s.sockets {
+		socks = append(socks, w)
+	}
+	s.mu.Unlock()
+
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- s.srv.ShutdownWithContext(ctx) }()
+	for _, w := range socks {
+		go w.use(func() { w.closeWith(websocket.CloseGoingAway, "server shutting down") })
+	}
+	sockDone := make(chan struct{})
+	go func() { s.socketsWG.Wait(); close(sockDone) }()
+
+	var err error
+	select {
+	case <-sockDone:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if serr := <-srvDone; serr != nil && err == nil {
+		err = serr
+	}
+	return err
+}
+
+func (s *Server) isShuttingDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shuttingDown
+}
+
+// handle is the root handler: request id, panic guard, body limit, routing,
+// access log.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	c := &call{ctx: ctx, id: s.requestID(ctx)}
+	c.log = s.log.With().Str("request_id", c.id).Logger()
+	ctx.Response.Header.Set("X-Request-Id", c.id)
+	method := string(ctx.Method())
+	path := string(ctx.Path())
+
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error().Interface("panic", r).Str("method", method).Str("path", path).Msg("handler panicked")
+			writeError(ctx, fasthttp.StatusInternalServerError, "internal error")
+		}
+		status := ctx.Response.StatusCode()
+		ev := c.log.Info()
+		if status >= 500 {
+			ev = c.log.Error()
+		} else if status >= 400 {
+			ev = c.log.Warn()
+		}
+		ev.Str("method", method).Str("path", path).Int("status", status).
+			Dur("duration", time.Since(start)).Str("remote", ctx.RemoteIP().String()).Msg("request")
+	}()
+
+	if !s.readBody(c) {
+		return
+	}
+	s.route(c, method, path)
+}
+
+func (s *Server) route(c *call, method, path string) {
+	if m, ok := s.exact[path]; ok {
+		if h, ok := m[method]; ok {
+			h(c)
+			return
+		}
+		allowed := make([]string, 0, len(m))
+		for k := range m {
+			allowed = append(allowed, k)
+		}
+		methodNotAllowed(c, allowed...)
+		return
+	}
+	for _, p := range s.prefixes {
+		if strings.HasPrefix(path, p.prefix) {
+			if p.method != "" && p.method != method {
+				methodNotAllowed(c, p.method)
+				return
+			}
+			p.h(c)
+			return
+		}
+	}
+	writeError(c.ctx, fasthttp.StatusNotFound, "not found")
+}
+
+func methodNotAllowed(c *call, allowed ...string) {
+	slices.Sort(allowed)
+	c.ctx.Response.Header.Set("Allow", strings.Join(allowed, ", "))
+	writeError(c.ctx, fasthttp.StatusMethodNotAllowed, "method not allowed")
+}
+
+// readBody reads the streamed request body into a buffer the request owns
+// (handlers may hand it to other goroutines), enforcing MaxBodyBytes. An
+// oversized body is read to its end (up to drainLimit) and answered with 413,
+// so the client sees the answer rather than a reset connection. It reports
+// whether the request should be routed.
+func (s *Server) readBody(c *call) bool {
+	req := &c.ctx.Request
+	if !req.IsBodyStream() {
+		b := req.Body()
+		if len(b) > s.maxBody {
+			writeError(c.ctx, fasthttp.StatusRequestEntityTooLarge, s.tooLargeMsg())
+			return false
+		}
+		if len(b) > 0 {
+			req.SetBodyRaw(append([]byte(nil), b...))
+		}
+		return true
+	}
+	stream := req.BodyStream()
+	cl := req.Header.ContentLength()
+	if cl > s.maxBody {
+		s.rejectBody(c, stream, int64(cl))
+		return false
+	}
+	var body []byte
+	var err error
+	if cl >= 0 {
+		body = make([]byte, cl)
+		_, err = io.ReadFull(stream, body)
+	} else {
+		// Chunked: read at most one byte past the limit to detect overflow.
+		body, err = io.ReadAll(io.LimitReader(stream, int64(s.maxBody)+1))
+	}
+	if err != nil {
+		c.log.Warn().Err(err).Int("content_length", cl).Msg("reading request body")
+		c.ctx.SetConnectionClose()
+		writeError(c.ctx, fasthttp.StatusBadRequest, "could not read the request body")
+		return false
+	}
+	if len(body) > s.maxBody {
+		s.rejectBody(c, stream, -1)
+		return false
+	}
+	req.SetBodyRaw(body)
+	return true
+}
+
+func (s *Server) tooLargeMsg() string {
+	return "request body larger than " + strconv.Itoa(s.maxBody) + " bytes"
+}
+
+// rejectBody answers 413 after discarding the rest of the body, up to
+// drainLimit; past that the connection is closed.
+func (s *Server) rejectBody(c *call, stream io.Reader, contentLength int64) {
+	complete := false
+	if contentLength < 0 || contentLength <= s.drainLimit {
+		n, err := io.Copy(io.Discard, io.LimitReader(stream, s.drainLimit+1))
+		complete = err == nil && n <= s.drainLimit
+	}
+	if !complete {
+		c.ctx.SetConnectionClose()
+	}
+	c.log.Warn().Int64("content_length", contentLength).Bool("drained", complete).Msg("request body too large")
+	writeError(c.ctx, fasthttp.StatusRequestEntityTooLarge, s.tooLargeMsg())
+}
+
+// errorHandler answers requests fasthttp could not read.
+func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	id := s.requestID(ctx)
+	ctx.Response.Header.Set("X-Request-Id", id)
+	var small *fasthttp.ErrSmallBuffer
+	var nerr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, s.tooLargeMsg())
+	case errors.As(err, &small):
+		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers too large")
+	case errors.As(err, &nerr) && nerr.Timeout():
+		writeError(ctx, fasthttp.StatusRequestTimeout, "request timeout")
+	default:
+		writeError(ctx, fasthttp.StatusBadRequest, "malformed request")
+	}
+	s.log.Warn().Str("request_id", id).Err(err).Int("status", ctx.Response.StatusCode()).Msg("unreadable request")
+}
+
+// requestID returns the client's X-Request-Id when it is sane, else a new id.
+func (s *Server) requestID(ctx *fasthttp.RequestCtx) string {
+	if v := ctx.Request.Header.Peek("X-Request-Id"); len(v) > 0 && len(v) <= 128 && printableASCII(v) {
+		return string(v)
+	}
+	return s.idPrefix + "-" + strconv.FormatUint(s.idSeq.Add(1), 36)
+}
+
+func printableASCII(b []byte) bool {
+	for _, ch := range b {
+		if ch <= ' ' || ch > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func newIDPrefix() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// healthz answers while the process is up.
+func (s *Server) healthz(c *call) {
+	c.ctx.SetContentType("text/plain; charset=utf-8")
+	c.ctx.SetStatusCode(fasthttp.StatusOK)
+	c.ctx.SetBodyString("ok")
+}
+
+// readyz answers 200 while the actor system runs and the database answers.
+func (s *Server) readyz(c *call) {
+	if s.isShuttingDown() {
+		writeError(c.ctx, fasthttp.StatusServiceUnavailable, "shutting down")
+		return
+	}
+	if s.actors == nil {
+		writeError(c.ctx, fasthttp.StatusServiceUnavailable, "actor system not configured")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.actors.Ready(ctx); err != nil {
+		c.log.Warn().Err(err).Msg("not ready")
+		writeError(c.ctx, fasthttp.StatusServiceUnavailable, err.Error())
+		return
+	}
+	c.ctx.SetContentType("text/plain; charset=utf-8")
+	c.ctx.SetStatusCode(fasthttp.StatusOK)
+	c.ctx.SetBodyString("ok")
+}
+
+// writeJSON answers status with v encoded as JSON.
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(ctx, fasthttp.StatusInternalServerError, "internal error")
+		return
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// writeError answers status with {"error": msg}.
+func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
+	b, _ := json.Marshal(errorBody{Error: msg})
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+// fasthttpLogger routes fasthttp's own messages to zerolog.
+type fasthttpLogger struct{ log zerolog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn().Str("component", "fasthttp").Msgf(format, args...)
+}

@@ -1,0 +1,157 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"urva/actors"
+	"urva/persistence"
+	"urva/transport/whatsapp"
+)
+
+// Webhook outcomes recorded in the webhook log.
+const (
+	outcomeReceived  = "received"
+	outcomeProcessed = "processed"
+	outcomeDuplicate = "duplicate"
+	outcomeFailed    = "failed: "
+)
+
+// whatsAppVerify answers Meta's subscription check:
+// GET ?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C.
+func (s *Server) whatsAppVerify(c *call) {
+	q := c.ctx.QueryArgs()
+	challenge, ok := whatsapp.VerifySubscription(
+		string(q.Peek("hub.mode")),
+		string(q.Peek("hub.verify_token")),
+		string(q.Peek("hub.challenge")),
+		s.opts.WhatsAppVerifyToken,
+	)
+	if !ok || s.opts.WhatsAppVerifyToken == "" {
+		c.log.Warn().Msg("whatsapp webhook verification refused")
+		writeError(c.ctx, fasthttp.StatusForbidden, "verification failed")
+		return
+	}
+	c.log.Info().Msg("whatsapp webhook verified")
+	c.ctx.SetStatusCode(fasthttp.StatusOK)
+	c.ctx.SetContentType("text/plain; charset=utf-8")
+	c.ctx.SetBodyString(challenge)
+}
+
+// whatsAppWebhook takes a Cloud API notification: signature, parse, then the
+// raw log row and the ingestion in parallel; 200 only once both committed.
+func (s *Server) whatsAppWebhook(c *call) {
+	// readBody gave the request a body of its own, safe to use from other goroutines.
+	body := c.ctx.Request.Body()
+	sig := string(c.ctx.Request.Header.Peek("X-Hub-Signature-256"))
+	if s.opts.WhatsAppAppSecret == "" {
+		c.log.Error().Msg("whatsapp webhook refused: no app secret configured")
+		writeError(c.ctx, fasthttp.StatusUnauthorized, "invalid signature")
+		return
+	}
+	if err := whatsapp.VerifySignature(s.opts.WhatsAppAppSecret, body, sig); err != nil {
+		msg := "invalid signature"
+		if errors.Is(err, whatsapp.ErrMissingSignature) {
+			msg = "missing signature"
+		}
+		c.log.Warn().Err(err).Msg("whatsapp webhook signature rejected")
+		writeError(c.ctx, fasthttp.StatusUnauthorized, msg)
+		return
+	}
+	n, err := whatsapp.Parse(body)
+	if err != nil {
+		c.log.Warn().Err(err).Msg("whatsapp webhook malformed")
+		writeError(c.ctx, fasthttp.StatusBadRequest, err.Error())
+		return
+	}
+	items := n.Inbound()
+	if s.store == nil || s.actors == nil {
+		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
+		return
+	}
+
+	headers, _ := json.Marshal(map[string]string{
+		"X-Hub-Signature-256": sig,
+		"Content-Type":        string(c.ctx.Request.Header.ContentType()),
+		"User-Agent":          string(c.ctx.Request.Header.UserAgent()),
+		"X-Request-Id":        c.id,
+	})
+	entry := &persistence.WebhookLog{
+		Provider:   "whatsapp",
+		Path:       string(c.ctx.Path()),
+		Headers:    headers,
+		Body:       body,
+		ReceivedAt: time.Now().UTC(),
+		Outcome:    outcomeReceived,
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WebhookTimeout)
+	defer cancel()
+
+	type logged struct {
+		id  int64
+		err error
+	}
+	logCh := make(chan logged, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				logCh <- logged{err: fmt.Errorf("webhook log panicked: %v", r)}
+			}
+		}()
+		id, err := s.store.LogWebhook(ctx, entry)
+		logCh <- logged{id: id, err: err}
+	}()
+
+	var results []actors.IngestResult
+	var ingestErr error
+	if len(items) > 0 {
+		results, ingestErr = s.ingest(ctx, items)
+	}
+	lg := <-logCh
+
+	if lg.err != nil {
+		c.log.Error().Err(lg.err).Msg("whatsapp webhook: log not stored")
+	}
+	if ingestErr != nil {
+		c.log.Error().Err(ingestErr).Int("items", len(items)).Msg("whatsapp webhook: ingest failed")
+		if lg.err == nil {
+			s.store.SetWebhookOutcome(lg.id, outcomeFailed+ingestErr.Error(), nil)
+		}
+	}
+	if lg.err != nil || ingestErr != nil {
+		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
+		return
+	}
+
+	dups := 0
+	for _, r := range results {
+		if r.Duplicate {
+			dups++
+		}
+	}
+	outcome := outcomeProcessed
+	if len(results) > 0 && dups == len(results) {
+		outcome = outcomeDuplicate
+	}
+	s.store.SetWebhookOutcome(lg.id, outcome, nil)
+	c.log.Info().Int64("webhook_id", lg.id).Int("items", len(items)).Int("duplicates", dups).
+		Str("outcome", outcome).Msg("whatsapp webhook committed")
+	writeJSON(c.ctx, fasthttp.StatusOK, map[string]string{"status": outcome})
+}
+
+// ingest calls Actors.Ingest, turning a panic into an error so the provider
+// gets a 503 and retries.
+func (s *Server) ingest(ctx context.Context, items []actors.Inbound) (res []actors.IngestResult, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("ingest panicked: %v", r)
+		}
+	}()
+	return s.actors.Ingest(ctx, items)
+}

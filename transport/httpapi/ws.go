@@ -1,0 +1,308 @@
+package httpapi
+
+import (
+	"errors"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fasthttp/websocket"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"urva/actors"
+)
+
+// Close codes the server sends on the RM socket.
+const (
+	// closeSession is used when the session closes the socket (a client too
+	// slow to keep up, ...): reconnect and resume with the last cursor.
+	closeSession = websocket.CloseTryAgainLater
+	// closeGrace is how long the server waits for the client's answer to a
+	// close frame before dropping the connection.
+	closeGrace = 2 * time.Second
+)
+
+// errSocketClosed is returned by WriteFrames after Close.
+var errSocketClosed = errors.New("socket closed")
+
+// socket upgrades GET /ws to the RM live socket.
+func (s *Server) socket(c *call) {
+	p, ok := s.principal(c, true)
+	if !ok {
+		unauthorized(c)
+		return
+	}
+	if s.isShuttingDown() || s.actors == nil {
+		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
+		return
+	}
+	// Everything the socket needs is taken here: after Upgrade returns the
+	// request context belongs to fasthttp again.
+	log := c.log.With().Int64("rm_id", p.RMID).Logger()
+	so := s.opts.Socket
+	err := s.upgrader.Upgrade(c.ctx, func(ws *websocket.Conn) {
+		s.serveSocket(ws, p, so, log)
+	})
+	if err != nil {
+		log.Warn().Err(err).Msg("socket upgrade failed")
+	}
+}
+
+// serveSocket runs one upgraded socket until it ends.
+func (s *Server) serveSocket(ws *websocket.Conn, p actors.Principal, so SocketOptions, log zerolog.Logger) {
+	w := &wsConn{ws: ws, so: so, closed: make(chan struct{}), log: log}
+	defer ws.Close()
+	// Runs before ws.Close: once this handler returns fasthttp recycles the
+	// connection, so the session's late Close or WriteFrames must not touch it.
+	defer w.release()
+	if !s.register(w) {
+		w.closeWith(websocket.CloseGoingAway, "server shutting down")
+		drain(ws)
+		return
+	}
+	defer s.unregister(w)
+
+	sess, err := connect(s.actors, p, w)
+	if err != nil || sess == nil {
+		log.Error().Err(err).Msg("socket session not started")
+		w.closeWith(websocket.CloseTryAgainLater, "temporarily unavailable")
+		drain(ws)
+		return
+	}
+	log.Info().Msg("socket connected")
+
+	stopPing := make(chan struct{})
+	var pingDone sync.WaitGroup
+	pingDone.Add(1)
+	go func() {
+		defer pingDone.Done()
+		w.pingLoop(stopPing)
+	}()
+
+	ws.SetReadLimit(so.MaxFrameBytes)
+	w.extendRead()
+	ws.SetPongHandler(func(string) error { w.extendRead(); return nil })
+	var readErr error
+	for {
+		mt, data, err := ws.ReadMessage()
+		if err != nil {
+			readErr = err
+			break
+		}
+		w.extendRead()
+		if mt != websocket.TextMessage || w.isClosed() {
+			continue
+		}
+		receive(sess, data, log)
+	}
+	close(stopPing)
+	pingDone.Wait()
+	w.markClosed()
+	endSession(sess, log)
+	log.Info().AnErr("reason", readErr).Msg("socket closed")
+}
+
+// connect calls Actors.Connect, turning a panic into an error.
+func connect(a Actors, p actors.Principal, w *wsConn) (sess Session, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = errors.New("connect panicked")
+		}
+	}()
+	return a.Connect(p, w), nil
+}
+
+func receive(sess Session, frame []byte, log zerolog.Logger) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error().Interface("panic", r).Msg("session receive panicked")
+		}
+	}()
+	sess.Receive(frame)
+}
+
+func endSession(sess Session, log zerolog.Logger) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error().Interface("panic", r).Msg("session close panicked")
+		}
+	}()
+	sess.Close()
+}
+
+// drain reads until the client answers the close frame or the grace period ends.
+func drain(ws *websocket.Conn) {
+	_ = ws.SetReadDeadline(time.Now().Add(closeGrace))
+	for {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			return
+		}
+	}
+}
+
+func (s *Server) register(w *wsConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shuttingDown {
+		return false
+	}
+	s.sockets[w] = struct{}{}
+	s.socketsWG.Add(1)
+	return true
+}
+
+func (s *Server) unregister(w *wsConn) {
+	s.mu.Lock()
+	delete(s.sockets, w)
+	s.mu.Unlock()
+	s.socketsWG.Done()
+}
+
+// wsConn is actors.Conn over a websocket.
+type wsConn struct {
+	ws  *websocket.Conn
+	so  SocketOptions
+	log zerolog.Logger
+
+	writeMu sync.Mutex // one data writer at a time
+
+	mu      sync.Mutex // guards closing and read deadline changes
+	closing bool
+	closed  chan struct{}
+
+	life     sync.RWMutex // held (read) while using ws from outside the handler
+	released bool         // the handler returned: ws is no longer ours
+}
+
+// use runs f with the connection unless the handler has released it.
+func (w *wsConn) use(f func()) bool {
+	w.life.RLock()
+	defer w.life.RUnlock()
+	if w.released {
+		return false
+	}
+	f()
+	return true
+}
+
+// release marks the connection as given back to the server.
+func (w *wsConn) release() {
+	w.life.Lock()
+	w.released = true
+	w.life.Unlock()
+}
+
+var _ actors.Conn = (*wsConn)(nil)
+
+// WriteFrames writes each frame as a text message, all within the write timeout.
+func (w *wsConn) WriteFrames(frames [][]byte) (err error) {
+	if !w.use(func() { err = w.writeFrames(frames) }) {
+		return errSocketClosed
+	}
+	return err
+}
+
+func (w *wsConn) writeFrames(frames [][]byte) error {
+	w.writeMu.Lock()
+	defer w.writeMu.Unlock()
+	if w.isClosed() {
+		return errSocketClosed
+	}
+	if err := w.ws.SetWriteDeadline(time.Now().Add(w.so.WriteTimeout)); err != nil {
+		return err
+	}
+	for _, f := range frames {
+		if err := w.ws.WriteMessage(websocket.TextMessage, f); err != nil {
+			// A failed write leaves the stream unusable: end the socket.
+			_ = w.ws.NetConn().Close()
+			return err
+		}
+	}
+	return nil
+}
+
+// Close sends a close frame with reason and ends the socket.
+func (w *wsConn) Close(reason string) {
+	w.use(func() { w.closeWith(closeSession, reason) })
+}
+
+// closeWith sends a close frame with code and reason, then gives the client
+// closeGrace to answer before the read loop gives up and the connection closes.
+func (w *wsConn) closeWith(code int, reason string) {
+	w.mu.Lock()
+	if w.closing {
+		w.mu.Unlock()
+		return
+	}
+	w.closing = true
+	close(w.closed)
+	w.mu.Unlock()
+
+	w.log.Info().Int("code", code).Str("reason", reason).Msg("closing socket")
+	msg := websocket.FormatCloseMessage(code, truncateUTF8(reason, 123))
+	if err := w.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)); err != nil {
+		_ = w.ws.NetConn().Close()
+		return
+	}
+	w.mu.Lock()
+	_ = w.ws.SetReadDeadline(time.Now().Add(closeGrace))
+	w.mu.Unlock()
+}
+
+// markClosed records that the socket ended without a close from this side.
+func (w *wsConn) markClosed() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closing {
+		w.closing = true
+		close(w.closed)
+	}
+}
+
+func (w *wsConn) isClosed() bool {
+	select {
+	case <-w.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// extendRead pushes the read deadline out, unless the socket is closing.
+func (w *wsConn) extendRead() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closing {
+		_ = w.ws.SetReadDeadline(time.Now().Add(w.so.ReadTimeout))
+	}
+}
+
+// pingLoop pings the client every PingInterval until stop closes.
+func (w *wsConn) pingLoop(stop <-chan struct{}) {
+	t := time.NewTicker(w.so.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-w.closed:
+			return
+		case <-t.C:
+			if err := w.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(w.so.WriteTimeout)); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
