@@ -12,11 +12,18 @@ import (
 
 // Errors returned to transport; each maps to one HTTP status.
 var (
-	ErrForbidden    = errors.New("forbidden")                                                                                // 403: not this RM's conversation
-	ErrNotFound     = errors.New("not found")                                                                                // 404
-	ErrBadRequest   = errors.New("bad request")                                                                              // 400 (wrapped with the reason)
-	ErrWindowClosed = errors.New("whatsapp 24-hour window closed: the contact has not written in 24 hours; send a template") // 422
-	ErrUnavailable  = errors.New("temporarily unavailable")                                                                  // 503: database down, shutting down
+	// ErrForbidden (403): not this RM's conversation.
+	ErrForbidden = errors.New("forbidden")
+	// ErrNotFound (404).
+	ErrNotFound = errors.New("not found")
+	// ErrBadRequest (400), wrapped with the reason.
+	ErrBadRequest = errors.New("bad request")
+	// ErrWindowClosed (422): free text outside the WhatsApp 24-hour window.
+	ErrWindowClosed = errors.New("whatsapp 24-hour window closed: the contact has not written in 24 hours; send a template")
+	// ErrOptedOut (422): SMS to a contact who replied STOP.
+	ErrOptedOut = errors.New("the contact has opted out of SMS (replied STOP); they must text START before they can be sent SMS again")
+	// ErrUnavailable (503): database down, shutting down.
+	ErrUnavailable = errors.New("temporarily unavailable")
 )
 
 // Principal is an authenticated RM.
@@ -35,6 +42,9 @@ type Inbound struct {
 	ContactName string
 	Message     *persistence.Message      // inbound message (Direction in), or nil
 	Status      *persistence.StatusChange // status update, or nil
+	// SMSOptOut, with an inbound message, records that the contact opted out
+	// of SMS (true: STOP and its variants) or back in (false: START).
+	SMSOptOut *bool
 }
 
 // IngestResult says what became of one Inbound.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -174,8 +175,8 @@ func (e *env) start(tune func(*Tuning)) {
 	}
 	sys, err := Start(context.Background(), Options{
 		Store:           e.store,
-		Providers:       map[string]ProviderClient{persistence.ChannelWhatsApp: e.prov},
-		BusinessNumbers: map[string]string{persistence.ChannelWhatsApp: business},
+		Providers:       map[string]ProviderClient{persistence.ChannelWhatsApp: e.prov, persistence.ChannelSMS: e.prov},
+		BusinessNumbers: map[string]string{persistence.ChannelWhatsApp: business, persistence.ChannelSMS: business},
 		Tuning:          tuning,
 		Log:             zerolog.Nop(),
 		Clock: func() time.Time {
@@ -541,4 +542,110 @@ func (p *blockingProvider) Send(ctx context.Context, req *msg.ProviderSend) (str
 	case <-p.block:
 		return "", errors.New("closed")
 	}
+}
+
+func TestSMSOptOutRefusesSendsUntilStart(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, store persistence.Store) {
+		e := newEnv(t, store, newFakeProvider(), nil)
+		conn, _ := e.connect(e.rmA, nil)
+		smsKey := persistence.ConversationKey{Channel: persistence.ChannelSMS, BusinessNumber: business, ContactPhone: "+919811100011"}
+		sms := func(sid, text string, opt *bool) Inbound {
+			return Inbound{Key: smsKey, SMSOptOut: opt, Message: &persistence.Message{Type: "text", Text: text, ProviderMessageID: sid}}
+		}
+		yes, no := true, false
+		e.ingest(sms("SM1", "STOP", &yes))
+		in := conn.next(t)
+		_, err := e.sys.Send(context.Background(), e.rmA, in.ConversationID, SendRequest{ClientMsgID: "o-1", Text: "hello?"})
+		if !errors.Is(err, ErrOptedOut) {
+			t.Fatalf("send after STOP: %v", err)
+		}
+		e.ingest(sms("SM2", "START", &no))
+		conn.next(t)
+		if _, err := e.sys.Send(context.Background(), e.rmA, in.ConversationID, SendRequest{ClientMsgID: "o-2", Text: "welcome back"}); err != nil {
+			t.Fatalf("send after START: %v", err)
+		}
+		got := <-e.prov.seen
+		if got.Text != "welcome back" || e.prov.count() != 1 {
+			t.Fatalf("provider got %+v (%d calls)", got, e.prov.count())
+		}
+	})
+}
+
+// stuckConn never finishes a write, like a client that stopped reading.
+type stuckConn struct {
+	block  chan struct{}
+	closed chan string
+	once   sync.Once
+}
+
+func (c *stuckConn) WriteFrames([][]byte) error { <-c.block; return errors.New("closed") }
+func (c *stuckConn) Close(reason string) {
+	c.once.Do(func() { c.closed <- reason; close(c.block) })
+}
+
+func TestSlowSocketIsCutWithAReason(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, store persistence.Store) {
+		e := newEnv(t, store, newFakeProvider(), func(tu *Tuning) { tu.SessionQueue = 2 })
+		c := &stuckConn{block: make(chan struct{}), closed: make(chan string, 1)}
+		s := e.sys.Connect(e.rmA, c)
+		t.Cleanup(s.Close)
+		s.Receive([]byte(`{"type":"ping"}`)) // ends the wait for resume
+		for i := range 10 {
+			e.ingest(inbound("+919811100012", fmt.Sprintf("wamid.SLOW%d", i), "x"))
+		}
+		select {
+		case reason := <-c.closed:
+			if !strings.Contains(reason, "slow consumer") || !strings.Contains(reason, "resume") {
+				t.Fatalf("reason %q", reason)
+			}
+		case <-time.After(wait):
+			t.Fatal("slow socket was not cut")
+		}
+	})
+}
+
+func TestNewContactGoesToLeastLoadedOnlineRM(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, store persistence.Store) {
+		e := newEnv(t, store, newFakeProvider(), nil)
+		connA, _ := e.connect(e.rmA, nil)
+		connB, _ := e.connect(e.rmB, nil)
+		// Whoever gets the first contact, the second goes to the other RM.
+		e.ingest(inbound("+919811100013", "wamid.L1", "first"))
+		var first, second *fakeConn
+		select {
+		case b := <-connA.frames:
+			connA.frames <- b
+			first, second = connA, connB
+		case b := <-connB.frames:
+			connB.frames <- b
+			first, second = connB, connA
+		case <-time.After(wait):
+			t.Fatal("nobody got the first contact")
+		}
+		first.next(t)
+		e.ingest(inbound("+919811100014", "wamid.L2", "second"))
+		if f := second.next(t); f.Message.Text != "second" {
+			t.Fatalf("second contact %+v", f)
+		}
+		// The contact's owner wins over load: an RM who started a conversation owns the contact.
+		_, _, err := e.sys.StartConversation(context.Background(), e.rmA, persistence.ChannelWhatsApp, "+919811100015", "Owner Test",
+			SendRequest{ClientMsgID: "own-1", Template: &persistence.Template{Name: "hello", Language: "en"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, _ := e.sys.Conversations(context.Background(), e.rmA, 10)
+		found := false
+		for _, c := range list {
+			found = found || c.Key.ContactPhone == "+919811100015"
+		}
+		if !found {
+			t.Fatalf("started conversation not assigned to its RM: %+v", list)
+		}
+		sms := persistence.ConversationKey{Channel: persistence.ChannelSMS, BusinessNumber: business, ContactPhone: "+919811100015"}
+		e.ingest(Inbound{Key: sms, Message: &persistence.Message{Type: "text", Text: "by sms", ProviderMessageID: "SMOWN"}})
+		c, err := store.ConversationByKey(context.Background(), sms)
+		if err != nil || c.AssignedRMID != e.rmA.RMID {
+			t.Fatalf("owner's contact on another channel: %+v %v", c, err)
+		}
+	})
 }

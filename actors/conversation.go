@@ -81,6 +81,7 @@ type conversationActor struct {
 	// starting it, or 0 for "pick the owner or the least-loaded online RM".
 	creatorRMID int64
 	pendingName string // contact name reported by the provider, for the next write
+	pendingOpt  *bool  // SMS opt-out or opt-in carried by a pending inbound message
 	inflight    bool
 	retryNext   bool
 
@@ -152,6 +153,10 @@ func (a *conversationActor) ingest(ctx actor.Context, c *ingestCmd) {
 			m.Status = persistence.StatusReceived
 		}
 		item = persistence.WriteItem{Kind: persistence.ItemInbound, Message: &m}
+		if c.in.SMSOptOut != nil {
+			opt := *c.in.SMSOptOut
+			a.pendingOpt = &opt
+		}
 	case c.in.Status != nil:
 		if a.conv == nil && a.awaitingProvider == 0 {
 			// A status for a conversation we never had: nothing to update.
@@ -233,6 +238,9 @@ func (a *conversationActor) checkSend(c *sendCmd) error {
 	} else if !c.p.Supervisor() && a.conv.AssignedRMID != c.p.RMID {
 		return ErrForbidden
 	}
+	if a.key.Channel == persistence.ChannelSMS && a.conv != nil && a.conv.SMSOptedOut {
+		return ErrOptedOut
+	}
 	if a.key.Channel == persistence.ChannelWhatsApp && req.Template == nil {
 		var last time.Time
 		if a.conv != nil {
@@ -292,8 +300,8 @@ func (a *conversationActor) flush(ctx actor.Context) {
 	if len(a.pending) == 0 {
 		a.pending = nil
 	}
-	w := &persistence.ConversationWrite{Key: a.key, ContactName: a.pendingName}
-	a.pendingName = ""
+	w := &persistence.ConversationWrite{Key: a.key, ContactName: a.pendingName, SMSOptOut: a.pendingOpt}
+	a.pendingName, a.pendingOpt = "", nil
 	if a.conv != nil {
 		w.ConversationID, w.LastSeq = a.conv.ID, a.conv.LastSeq
 		for i := range batch {

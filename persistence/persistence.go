@@ -136,6 +136,7 @@ type Conversation struct {
 	ContactName   string
 	AssignedRMID  int64 // 0 = unassigned
 	OwnerRMID     int64 // the contact's owner, 0 when none
+	SMSOptedOut   bool  // the contact sent STOP: no SMS until START
 	LastSeq       int64
 	LastMessageAt time.Time // zero when no message yet
 	LastInboundAt time.Time // the contact's last message; drives the WhatsApp 24-hour window
@@ -240,6 +241,8 @@ type ConversationWrite struct {
 	Key            ConversationKey
 	ContactName    string // updates the contact's name when not empty
 	OwnerRMID      int64  // makes this RM the contact's owner when it has none
+	// SMSOptOut, when set, records the contact's SMS opt-out (STOP) or opt-in (START).
+	SMSOptOut *bool
 	// InitialRMID assigns a conversation that this write creates (no event:
 	// creation is not a visible change). Ignored for existing conversations.
 	InitialRMID int64

@@ -207,12 +207,12 @@ func scanMessage(row rowScanner) (*Message, error) {
 const conversationFrom = `conversations c JOIN contacts ct ON ct.id = c.contact_id`
 
 const conversationCols = `c.id, c.channel, c.business_number, c.contact_id, ct.phone, ct.name,
-	c.assigned_rm_id, ct.owner_rm_id, c.last_seq, c.last_message_at, c.last_inbound_at, c.created_at`
+	c.assigned_rm_id, ct.owner_rm_id, ct.sms_opted_out, c.last_seq, c.last_message_at, c.last_inbound_at, c.created_at`
 
 func conversationDest(c *Conversation) []any {
 	return []any{scanInt{&c.ID}, scanStr{&c.Key.Channel}, scanStr{&c.Key.BusinessNumber}, scanInt{&c.ContactID},
 		scanStr{&c.Key.ContactPhone}, scanStr{&c.ContactName}, scanInt{&c.AssignedRMID}, scanInt{&c.OwnerRMID},
-		scanInt{&c.LastSeq}, scanTime{&c.LastMessageAt}, scanTime{&c.LastInboundAt}, scanTime{&c.CreatedAt}}
+		&c.SMSOptedOut, scanInt{&c.LastSeq}, scanTime{&c.LastMessageAt}, scanTime{&c.LastInboundAt}, scanTime{&c.CreatedAt}}
 }
 
 func scanConversation(row rowScanner) (*Conversation, error) {

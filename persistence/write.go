@@ -213,13 +213,14 @@ func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResu
 func (t *txn) createConversation(w *ConversationWrite) (*Conversation, error) {
 	s := t.s
 	conv := &Conversation{Key: w.Key, AssignedRMID: w.InitialRMID, CreatedAt: t.now}
-	err := t.tx.QueryRowContext(t.ctx, `SELECT id, name, owner_rm_id FROM contacts WHERE phone = ?`+t.forUpdate(), w.Key.ContactPhone).
-		Scan(scanInt{&conv.ContactID}, scanStr{&conv.ContactName}, scanInt{&conv.OwnerRMID})
+	err := t.tx.QueryRowContext(t.ctx, `SELECT id, name, owner_rm_id, sms_opted_out FROM contacts WHERE phone = ?`+t.forUpdate(), w.Key.ContactPhone).
+		Scan(scanInt{&conv.ContactID}, scanStr{&conv.ContactName}, scanInt{&conv.OwnerRMID}, &conv.SMSOptedOut)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		conv.ContactName, conv.OwnerRMID = w.ContactName, w.OwnerRMID
-		conv.ContactID, err = t.insert(`INSERT INTO contacts (phone, name, owner_rm_id, created_at) VALUES (?, ?, ?, ?)`,
-			w.Key.ContactPhone, w.ContactName, nullID(w.OwnerRMID), s.tv(t.now))
+		conv.SMSOptedOut = w.SMSOptOut != nil && *w.SMSOptOut
+		conv.ContactID, err = t.insert(`INSERT INTO contacts (phone, name, owner_rm_id, sms_opted_out, created_at) VALUES (?, ?, ?, ?, ?)`,
+			w.Key.ContactPhone, w.ContactName, nullID(w.OwnerRMID), conv.SMSOptedOut, s.tv(t.now))
 		if err != nil {
 			return nil, err
 		}
@@ -239,14 +240,21 @@ func (t *txn) createConversation(w *ConversationWrite) (*Conversation, error) {
 	return conv, nil
 }
 
-// updateContact sets the contact's name (when w carries one) and its owner
-// (when w names one and the contact has none).
+// updateContact sets the contact's name (when w carries one), its SMS
+// opt-out (when w sets it) and its owner (when w names one and the contact
+// has none).
 func (t *txn) updateContact(conv *Conversation, w *ConversationWrite) error {
 	if w.ContactName != "" && w.ContactName != conv.ContactName {
 		if _, err := t.exec(`UPDATE contacts SET name = ? WHERE id = ?`, w.ContactName, conv.ContactID); err != nil {
 			return err
 		}
 		conv.ContactName = w.ContactName
+	}
+	if w.SMSOptOut != nil && *w.SMSOptOut != conv.SMSOptedOut {
+		if _, err := t.exec(`UPDATE contacts SET sms_opted_out = ? WHERE id = ?`, *w.SMSOptOut, conv.ContactID); err != nil {
+			return err
+		}
+		conv.SMSOptedOut = *w.SMSOptOut
 	}
 	if w.OwnerRMID > 0 && conv.OwnerRMID == 0 {
 		if _, err := t.exec(`UPDATE contacts SET owner_rm_id = ? WHERE id = ? AND owner_rm_id IS NULL`, w.OwnerRMID, conv.ContactID); err != nil {

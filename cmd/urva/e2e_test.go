@@ -220,6 +220,37 @@ func TestSandboxConversationEndToEnd(t *testing.T) {
 	}
 }
 
+// TestSandboxSMSEndToEnd is the same flow over SMS: the sandbox Twilio posts
+// a signed inbound form, the RM replies, Twilio-style status callbacks follow.
+func TestSandboxSMSEndToEnd(t *testing.T) {
+	s := startServer(t, "URVA_DATABASE_DSN="+filepath.Join(t.TempDir(), "urva.db"))
+	token := s.login("demo", "demo")
+	ws := s.socket(token)
+	text := "नमस्ते 🙏 SMS"
+	code, b := s.do("POST", "/sandbox/sms/inbound", "", map[string]string{"from": "+919811100002", "text": text})
+	if code != 200 {
+		t.Fatalf("inject: %d %s", code, b)
+	}
+	in := readFrame(t, ws)
+	if in.Type != "message" || in.Message.Text != text {
+		t.Fatalf("inbound frame %+v", in)
+	}
+	code, b = s.do("POST", fmt.Sprintf("/api/conversations/%d/messages", in.ConversationID), token,
+		map[string]string{"client_msg_id": "sms-1", "text": "Hello by SMS"})
+	if code != 202 {
+		t.Fatalf("send: %d %s", code, b)
+	}
+	seen := map[string]bool{}
+	for !seen["delivered"] {
+		if f := readFrame(t, ws); f.Type == "status" {
+			seen[f.Status] = true
+		}
+	}
+	if !seen["sent"] {
+		t.Fatalf("delivered without sent: %v", seen)
+	}
+}
+
 func sign(secret string, body []byte) string {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write(body)

@@ -16,6 +16,7 @@ import (
 	"urva/transport/auth"
 	"urva/transport/httpapi"
 	"urva/transport/sandbox"
+	"urva/transport/twilio"
 	"urva/transport/whatsapp"
 )
 
@@ -80,10 +81,44 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		return fmt.Errorf("whatsapp.business_number: %w", err)
 	}
 
+	providers := map[string]actors.ProviderClient{persistence.ChannelWhatsApp: waClient}
+	businessNumbers := map[string]string{persistence.ChannelWhatsApp: business}
+
+	// SMS: real Twilio when sms.api_base is set, the sandbox in sandbox mode, else off.
+	var sbTwilio *sandbox.Twilio
+	smsBase := cfg.SMS.APIBase
+	if smsBase == "" && cfg.Sandbox.Enabled {
+		sbTwilio = sandbox.NewTwilio(sandbox.TwilioOptions{
+			AccountSID: cfg.SMS.AccountSID,
+			AuthToken:  cfg.SMS.AuthToken,
+			Number:     cfg.SMS.From,
+			InboundURL: publicURL + "/webhooks/sms",
+			PublicURL:  publicURL,
+			Log:        log.With().Str("component", "sandbox_twilio").Logger(),
+		})
+		defer sbTwilio.Close()
+		smsBase = publicURL + "/sandbox/twilio"
+	}
+	if smsBase != "" {
+		from, err := actors.NormalizePhone(cfg.SMS.From)
+		if err != nil {
+			return fmt.Errorf("sms.from: %w", err)
+		}
+		providers[persistence.ChannelSMS] = twilio.NewClient(twilio.ClientOptions{
+			APIBase:        smsBase,
+			AccountSID:     cfg.SMS.AccountSID,
+			AuthToken:      cfg.SMS.AuthToken,
+			From:           from,
+			StatusCallback: publicURL + "/webhooks/sms/status",
+			Timeout:        actors.DefaultTuning().ProviderTimeout,
+		})
+		businessNumbers[persistence.ChannelSMS] = from
+	}
+
 	sys, err := actors.Start(ctx, actors.Options{
 		Store:           store,
-		Providers:       map[string]actors.ProviderClient{persistence.ChannelWhatsApp: waClient},
-		BusinessNumbers: map[string]string{persistence.ChannelWhatsApp: business},
+		Providers:       providers,
+		BusinessNumbers: businessNumbers,
 		Tuning:          actors.DefaultTuning(),
 		Log:             log,
 	})
@@ -103,7 +138,9 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		AdminToken:          cfg.Auth.AdminToken,
 		WhatsAppAppSecret:   cfg.WhatsApp.AppSecret,
 		WhatsAppVerifyToken: cfg.WhatsApp.VerifyToken,
+		SMSAuthToken:        cfg.SMS.AuthToken,
 		SandboxWhatsApp:     sbWhatsApp,
+		SandboxTwilio:       sbTwilio,
 	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -26,6 +26,7 @@ func Run(t *testing.T, open func(t *testing.T) persistence.Store) {
 		{"RMs", testRMs},
 		{"InboundCreatesConversation", testInboundCreatesConversation},
 		{"ContactNameAndOwner", testContactNameAndOwner},
+		{"SMSOptOut", testSMSOptOut},
 		{"InboundDedupe", testInboundDedupe},
 		{"SeqContiguousWithDuplicates", testSeqContiguous},
 		{"SeqTakenChangesNothing", testSeqTaken},
@@ -440,6 +441,38 @@ func testContactNameAndOwner(t *testing.T, s persistence.Store) {
 	wa, err := s.ConversationByID(ctx, c.id)
 	if err != nil || wa.ContactName != "Meera K" {
 		t.Fatalf("whatsapp conversation sees the contact's name: %+v %v", wa, err)
+	}
+}
+
+func testSMSOptOut(t *testing.T, s persistence.Store) {
+	ctx := ctxT(t)
+	yes, no := true, false
+	k := key(12)
+	k.Channel = persistence.ChannelSMS
+	// A new contact whose first message is STOP is created opted out.
+	res := apply(t, s, &persistence.ConversationWrite{Key: k, SMSOptOut: &yes, Items: []persistence.WriteItem{inbound("SMOPT1", "STOP")}})
+	if !res.Conversation.SMSOptedOut {
+		t.Fatalf("after STOP: %+v", res.Conversation)
+	}
+	// The flag belongs to the contact: the WhatsApp conversation sees it too.
+	wa := apply(t, s, &persistence.ConversationWrite{Key: key(12), Items: []persistence.WriteItem{inbound("wamid.OPT", "hi")}})
+	if !wa.Conversation.SMSOptedOut {
+		t.Fatalf("contact flag not shared: %+v", wa.Conversation)
+	}
+	// A write without the field leaves it; START clears it.
+	res = apply(t, s, &persistence.ConversationWrite{ConversationID: res.Conversation.ID, LastSeq: res.Conversation.LastSeq,
+		Items: []persistence.WriteItem{inbound("SMOPT2", "still here")}})
+	if !res.Conversation.SMSOptedOut {
+		t.Fatalf("flag lost: %+v", res.Conversation)
+	}
+	res = apply(t, s, &persistence.ConversationWrite{ConversationID: res.Conversation.ID, LastSeq: res.Conversation.LastSeq, SMSOptOut: &no,
+		Items: []persistence.WriteItem{inbound("SMOPT3", "START")}})
+	if res.Conversation.SMSOptedOut {
+		t.Fatalf("after START: %+v", res.Conversation)
+	}
+	c, err := s.ConversationByKey(ctx, k)
+	if err != nil || c.SMSOptedOut {
+		t.Fatalf("read back %+v %v", c, err)
 	}
 }
 

@@ -87,7 +87,7 @@ func apiError(c *call, err error) {
 		writeError(c.ctx, fasthttp.StatusNotFound, "not found")
 	case errors.Is(err, actors.ErrBadRequest):
 		writeError(c.ctx, fasthttp.StatusBadRequest, err.Error())
-	case errors.Is(err, actors.ErrWindowClosed):
+	case errors.Is(err, actors.ErrWindowClosed), errors.Is(err, actors.ErrOptedOut):
 		writeError(c.ctx, fasthttp.StatusUnprocessableEntity, err.Error())
 	default:
 		c.log.Error().Err(err).Msg("request failed")

@@ -126,7 +126,10 @@ type Options struct {
 	WhatsAppAppSecret   string // X-Hub-Signature-256 key
 	WhatsAppVerifyToken string // hub.verify_token for the verification GET
 
+	SMSAuthToken string // Twilio auth token: X-Twilio-Signature key; empty disables the SMS webhooks
+
 	SandboxWhatsApp *sandbox.WhatsApp // nil when the sandbox is off
+	SandboxTwilio   *sandbox.Twilio   // nil when the sandbox is off or SMS uses real Twilio
 
 	Socket SocketOptions
 
@@ -273,6 +276,8 @@ func (s *Server) routes() {
 	s.addExact("HEAD", "/readyz", s.readyz)
 	s.addExact("GET", "/webhooks/whatsapp", s.whatsAppVerify)
 	s.addExact("POST", "/webhooks/whatsapp", s.whatsAppWebhook)
+	s.addExact("POST", "/webhooks/sms", s.smsWebhook)
+	s.addExact("POST", "/webhooks/sms/status", s.smsStatus)
 	s.addExact("POST", "/api/login", s.login)
 	s.addExact("GET", "/api/conversations", s.authed(s.listConversations))
 	s.addExact("POST", "/api/conversations", s.authed(s.startConversation))
@@ -281,6 +286,10 @@ func (s *Server) routes() {
 	if sb := s.opts.SandboxWhatsApp; sb != nil {
 		s.addPrefix("", "/sandbox/graph/", func(c *call) { sb.HandleAPI(c.ctx) })
 		s.addExact("POST", "/sandbox/whatsapp/inbound", func(c *call) { sb.HandleInbound(c.ctx) })
+	}
+	if tw := s.opts.SandboxTwilio; tw != nil {
+		s.addPrefix("", "/sandbox/twilio/", func(c *call) { tw.HandleAPI(c.ctx) })
+		s.addExact("POST", "/sandbox/sms/inbound", func(c *call) { tw.HandleInbound(c.ctx) })
 	}
 	for _, r := range s.opts.Routes {
 		h := r.Handler

@@ -69,20 +69,28 @@ func (s *Server) whatsAppWebhook(c *call) {
 		writeError(c.ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
-	items := n.Inbound()
-	if s.store == nil || s.actors == nil {
-		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
-		return
-	}
-
 	headers, _ := json.Marshal(map[string]string{
 		"X-Hub-Signature-256": sig,
 		"Content-Type":        string(c.ctx.Request.Header.ContentType()),
 		"User-Agent":          string(c.ctx.Request.Header.UserAgent()),
 		"X-Request-Id":        c.id,
 	})
+	outcome, ok := s.commitWebhook(c, "whatsapp", headers, body, n.Inbound())
+	if ok {
+		writeJSON(c.ctx, fasthttp.StatusOK, map[string]string{"status": outcome})
+	}
+}
+
+// commitWebhook stores the raw webhook and hands its items to the actors,
+// both at once, and reports the outcome once both are committed. On failure
+// it has answered 503 (the provider retries) and returns false.
+func (s *Server) commitWebhook(c *call, provider string, headers, body []byte, items []actors.Inbound) (string, bool) {
+	if s.store == nil || s.actors == nil {
+		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
+		return "", false
+	}
 	entry := &persistence.WebhookLog{
-		Provider:   "whatsapp",
+		Provider:   provider,
 		Path:       string(c.ctx.Path()),
 		Headers:    headers,
 		Body:       body,
@@ -116,17 +124,17 @@ func (s *Server) whatsAppWebhook(c *call) {
 	lg := <-logCh
 
 	if lg.err != nil {
-		c.log.Error().Err(lg.err).Msg("whatsapp webhook: log not stored")
+		c.log.Error().Err(lg.err).Str("provider", provider).Msg("webhook: log not stored")
 	}
 	if ingestErr != nil {
-		c.log.Error().Err(ingestErr).Int("items", len(items)).Msg("whatsapp webhook: ingest failed")
+		c.log.Error().Err(ingestErr).Str("provider", provider).Int("items", len(items)).Msg("webhook: ingest failed")
 		if lg.err == nil {
 			s.store.SetWebhookOutcome(lg.id, outcomeFailed+ingestErr.Error(), nil)
 		}
 	}
 	if lg.err != nil || ingestErr != nil {
 		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
-		return
+		return "", false
 	}
 
 	dups := 0
@@ -140,9 +148,9 @@ func (s *Server) whatsAppWebhook(c *call) {
 		outcome = outcomeDuplicate
 	}
 	s.store.SetWebhookOutcome(lg.id, outcome, nil)
-	c.log.Info().Int64("webhook_id", lg.id).Int("items", len(items)).Int("duplicates", dups).
-		Str("outcome", outcome).Msg("whatsapp webhook committed")
-	writeJSON(c.ctx, fasthttp.StatusOK, map[string]string{"status": outcome})
+	c.log.Info().Str("provider", provider).Int64("webhook_id", lg.id).Int("items", len(items)).Int("duplicates", dups).
+		Str("outcome", outcome).Msg("webhook committed")
+	return outcome, true
 }
 
 // ingest calls Actors.Ingest, turning a panic into an error so the provider

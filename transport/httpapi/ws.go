@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -41,8 +42,13 @@ func (s *Server) socket(c *call) {
 	// request context belongs to fasthttp again.
 	log := c.log.With().Int64("rm_id", p.RMID).Logger()
 	so := s.opts.Socket
+	// ?cursor= resumes at once, without waiting for a resume frame.
+	var resume []byte
+	if q := c.ctx.QueryArgs(); q.Has("cursor") {
+		resume, _ = json.Marshal(map[string]string{"type": "resume", "cursor": string(q.Peek("cursor"))})
+	}
 	err := s.upgrader.Upgrade(c.ctx, func(ws *websocket.Conn) {
-		s.serveSocket(ws, p, so, log)
+		s.serveSocket(ws, p, so, log, resume)
 	})
 	if err != nil {
 		log.Warn().Err(err).Msg("socket upgrade failed")
@@ -50,7 +56,7 @@ func (s *Server) socket(c *call) {
 }
 
 // serveSocket runs one upgraded socket until it ends.
-func (s *Server) serveSocket(ws *websocket.Conn, p actors.Principal, so SocketOptions, log zerolog.Logger) {
+func (s *Server) serveSocket(ws *websocket.Conn, p actors.Principal, so SocketOptions, log zerolog.Logger, resume []byte) {
 	w := &wsConn{ws: ws, so: so, closed: make(chan struct{}), log: log}
 	defer ws.Close()
 	// Runs before ws.Close: once this handler returns fasthttp recycles the
@@ -71,6 +77,9 @@ func (s *Server) serveSocket(ws *websocket.Conn, p actors.Principal, so SocketOp
 		return
 	}
 	log.Info().Msg("socket connected")
+	if resume != nil {
+		receive(sess, resume, log)
+	}
 
 	stopPing := make(chan struct{})
 	var pingDone sync.WaitGroup
