@@ -573,12 +573,20 @@ func TestSMSOptOutRefusesSendsUntilStart(t *testing.T) {
 
 // stuckConn never finishes a write, like a client that stopped reading.
 type stuckConn struct {
-	block  chan struct{}
-	closed chan string
-	once   sync.Once
+	block   chan struct{}
+	closed  chan string
+	writing chan struct{}
+	once    sync.Once
 }
 
-func (c *stuckConn) WriteFrames([][]byte) error { <-c.block; return errors.New("closed") }
+func (c *stuckConn) WriteFrames([][]byte) error {
+	select {
+	case c.writing <- struct{}{}:
+	default:
+	}
+	<-c.block
+	return errors.New("closed")
+}
 func (c *stuckConn) Close(reason string) {
 	c.once.Do(func() { c.closed <- reason; close(c.block) })
 }
@@ -586,10 +594,11 @@ func (c *stuckConn) Close(reason string) {
 func TestSlowSocketIsCutWithAReason(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, store persistence.Store) {
 		e := newEnv(t, store, newFakeProvider(), func(tu *Tuning) { tu.SessionQueue = 2 })
-		c := &stuckConn{block: make(chan struct{}), closed: make(chan string, 1)}
+		c := &stuckConn{block: make(chan struct{}), closed: make(chan string, 1), writing: make(chan struct{}, 1)}
 		s := e.sys.Connect(e.rmA, c)
 		t.Cleanup(s.Close)
 		s.Receive([]byte(`{"type":"ping"}`)) // ends the wait for resume
+		<-c.writing                          // the pong is stuck in the writer: the session is registered
 		for i := range 10 {
 			e.ingest(inbound("+919811100012", fmt.Sprintf("wamid.SLOW%d", i), "x"))
 		}

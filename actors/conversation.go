@@ -31,6 +31,9 @@ type sendCmd struct {
 	done        func(*persistence.Message, *persistence.Conversation, error)
 }
 
+// redriveCmd hands a message left queued by an earlier run to the provider.
+type redriveCmd struct{ message *persistence.Message }
+
 // maxWriteItems caps one conversation's share of a batch.
 const maxWriteItems = 256
 
@@ -110,6 +113,9 @@ func (a *conversationActor) Receive(ctx actor.Context) {
 	case *msg.AssignIfUnassigned:
 		a.lease.received.Add(1)
 		a.assign(ctx, m)
+	case *redriveCmd:
+		a.lease.received.Add(1)
+		a.sendToProvider(m.message)
 	case *writeDone:
 		a.writeDone(ctx, m)
 	}
@@ -425,11 +431,14 @@ func (a *conversationActor) writeDone(ctx actor.Context, d *writeDone) {
 		}
 	}
 	if reapply && len(a.parked) > 0 {
-		parked := a.parked
-		a.parked = nil
-		for _, st := range parked {
-			a.pending = append(a.pending, pendingItem{item: persistence.WriteItem{Kind: persistence.ItemStatus, Status: st}})
+		// Ahead of anything queued meanwhile: an early "sent" applies before
+		// a later "delivered", so the RM sees both.
+		again := make([]pendingItem, 0, len(a.parked)+len(a.pending))
+		for _, st := range a.parked {
+			again = append(again, pendingItem{item: persistence.WriteItem{Kind: persistence.ItemStatus, Status: st}})
 		}
+		a.pending = append(again, a.pending...)
+		a.parked = nil
 	}
 	a.flush(ctx)
 }

@@ -86,16 +86,16 @@ func (s *System) redrive(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list queued outbound messages: %w", err)
 	}
-	for _, p := range pending {
+	for i := range pending {
+		p := &pending[i]
+		if _, ok := s.router.providers[p.Message.Channel]; !ok {
+			s.opts.Log.Warn().Str("channel", p.Message.Channel).Int64("message_id", p.Message.ID).Msg("queued message for a channel without provider")
+			continue
+		}
+		// Through the conversation actor, which then expects the provider's
+		// answer and holds back statuses that overtake it.
 		m := p.Message
-		req := &msg.ProviderSend{MessageId: m.ID, ConversationId: m.ConversationID, Key: keyToMsg(p.Conversation.Key),
-			Text: m.Text, ClientMsgId: m.ClientMsgID}
-		if m.Template != nil {
-			req.Template = &msg.Template{Name: m.Template.Name, Language: m.Template.Language, Params: m.Template.Params}
-		}
-		if !s.router.TellProvider(m.Channel, req) {
-			s.opts.Log.Warn().Str("channel", m.Channel).Int64("message_id", m.ID).Msg("queued message for a channel without provider")
-		}
+		s.router.TellConversation(p.Conversation.Key, &redriveCmd{message: &m})
 	}
 	if len(pending) > 0 {
 		s.opts.Log.Info().Int("messages", len(pending)).Msg("re-driving queued outbound messages")
