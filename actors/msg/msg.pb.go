@@ -5,7 +5,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: msg.proto
+// source: actors/msg/msg.proto
 
 package msg
 
@@ -35,7 +35,7 @@ type ConversationKey struct {
 
 func (x *ConversationKey) Reset() {
 	*x = ConversationKey{}
-	mi := &file_msg_proto_msgTypes[0]
+	mi := &file_actors_msg_msg_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +47,7 @@ func (x *ConversationKey) String() string {
 func (*ConversationKey) ProtoMessage() {}
 
 func (x *ConversationKey) ProtoReflect() protoreflect.Message {
-	mi := &file_msg_proto_msgTypes[0]
+	mi := &file_actors_msg_msg_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +60,7 @@ func (x *ConversationKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationKey.ProtoReflect.Descriptor instead.
 func (*ConversationKey) Descriptor() ([]byte, []int) {
-	return file_msg_proto_rawDescGZIP(), []int{0}
+	return file_actors_msg_msg_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *ConversationKey) GetChannel() string {
@@ -95,7 +95,7 @@ type Template struct {
 
 func (x *Template) Reset() {
 	*x = Template{}
-	mi := &file_msg_proto_msgTypes[1]
+	mi := &file_actors_msg_msg_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -107,7 +107,7 @@ func (x *Template) String() string {
 func (*Template) ProtoMessage() {}
 
 func (x *Template) ProtoReflect() protoreflect.Message {
-	mi := &file_msg_proto_msgTypes[1]
+	mi := &file_actors_msg_msg_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -120,7 +120,7 @@ func (x *Template) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Template.ProtoReflect.Descriptor instead.
 func (*Template) Descriptor() ([]byte, []int) {
-	return file_msg_proto_rawDescGZIP(), []int{1}
+	return file_actors_msg_msg_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Template) GetName() string {
@@ -159,7 +159,7 @@ type SendMessage struct {
 
 func (x *SendMessage) Reset() {
 	*x = SendMessage{}
-	mi := &file_msg_proto_msgTypes[2]
+	mi := &file_actors_msg_msg_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -171,7 +171,7 @@ func (x *SendMessage) String() string {
 func (*SendMessage) ProtoMessage() {}
 
 func (x *SendMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_msg_proto_msgTypes[2]
+	mi := &file_actors_msg_msg_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -184,7 +184,7 @@ func (x *SendMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessage.ProtoReflect.Descriptor instead.
 func (*SendMessage) Descriptor() ([]byte, []int) {
-	return file_msg_proto_rawDescGZIP(), []int{2}
+	return file_actors_msg_msg_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SendMessage) GetConversationId() int64 {
@@ -244,7 +244,7 @@ type ProviderSend struct {
 
 func (x *ProviderSend) Reset() {
 	*x = ProviderSend{}
-	mi := &file_msg_proto_msgTypes[3]
+	mi := &file_actors_msg_msg_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -256,7 +256,7 @@ func (x *ProviderSend) String() string {
 func (*ProviderSend) ProtoMessage() {}
 
 func (x *ProviderSend) ProtoReflect() protoreflect.Message {
-	mi := &file_msg_proto_msgTypes[3]
+	mi := &file_actors_msg_msg_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -269,7 +269,7 @@ func (x *ProviderSend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProviderSend.ProtoReflect.Descriptor instead.
 func (*ProviderSend) Descriptor() ([]byte, []int) {
-	return file_msg_proto_rawDescGZIP(), []int{3}
+	return file_actors_msg_msg_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ProviderSend) GetMessageId() int64 {
@@ -326,7 +326,7 @@ type ProviderError struct {
 
 func (x *ProviderError) Reset() {
 	*x = ProviderError{}
-	mi := &file_msg_proto_msgTypes[4]
+	mi := &file_actors_msg_msg_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +338,7 @@ func (x *ProviderError) String() string {
 func (*ProviderError) ProtoMessage() {}
 
 func (x *ProviderError) ProtoReflect() protoreflect.Message {
-	mi := &file_msg_proto_msgTypes[4]
+	mi := &file_actors_msg_msg_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +351,7 @@ func (x *ProviderError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProviderError.ProtoReflect.Descriptor instead.
 func (*ProviderError) Descriptor() ([]byte, []int) {
-	return file_msg_proto_rawDescGZIP(), []int{4}
+	return file_actors_msg_msg_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ProviderError) GetCode() string {
@@ -391,7 +391,7 @@ type ProviderResult struct {
 
 func (x *ProviderResult) Reset() {
 	*x = ProviderResult{}
-	mi := &file_msg_proto_msgTypes[5]
+	mi := &file_actors_msg_msg_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -403,7 +403,7 @@ func (x *ProviderResult) String() string {
 func (*ProviderResult) ProtoMessage() {}
 
 func (x *ProviderResult) ProtoReflect() protoreflect.Message {
-	mi := &file_msg_proto_msgTypes[5]
+	mi := &file_actors_msg_msg_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -416,7 +416,7 @@ func (x *ProviderResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProviderResult.ProtoReflect.Descriptor instead.
 func (*ProviderResult) Descriptor() ([]byte, []int) {
-	return file_msg_proto_rawDescGZIP(), []int{5}
+	return file_actors_msg_msg_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ProviderResult) GetMessageId() int64 {
@@ -479,7 +479,7 @@ type AssignIfUnassigned struct {
 
 func (x *AssignIfUnassigned) Reset() {
 	*x = AssignIfUnassigned{}
-	mi := &file_msg_proto_msgTypes[6]
+	mi := &file_actors_msg_msg_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +491,7 @@ func (x *AssignIfUnassigned) String() string {
 func (*AssignIfUnassigned) ProtoMessage() {}
 
 func (x *AssignIfUnassigned) ProtoReflect() protoreflect.Message {
-	mi := &file_msg_proto_msgTypes[6]
+	mi := &file_actors_msg_msg_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +504,7 @@ func (x *AssignIfUnassigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignIfUnassigned.ProtoReflect.Descriptor instead.
 func (*AssignIfUnassigned) Descriptor() ([]byte, []int) {
-	return file_msg_proto_rawDescGZIP(), []int{6}
+	return file_actors_msg_msg_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AssignIfUnassigned) GetConversationId() int64 {
@@ -536,7 +536,7 @@ type FeedEvent struct {
 
 func (x *FeedEvent) Reset() {
 	*x = FeedEvent{}
-	mi := &file_msg_proto_msgTypes[7]
+	mi := &file_actors_msg_msg_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +548,7 @@ func (x *FeedEvent) String() string {
 func (*FeedEvent) ProtoMessage() {}
 
 func (x *FeedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_msg_proto_msgTypes[7]
+	mi := &file_actors_msg_msg_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +561,7 @@ func (x *FeedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedEvent.ProtoReflect.Descriptor instead.
 func (*FeedEvent) Descriptor() ([]byte, []int) {
-	return file_msg_proto_rawDescGZIP(), []int{7}
+	return file_actors_msg_msg_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FeedEvent) GetEventId() int64 {
@@ -610,7 +610,7 @@ type Frame struct {
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_msg_proto_msgTypes[8]
+	mi := &file_actors_msg_msg_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -622,7 +622,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_msg_proto_msgTypes[8]
+	mi := &file_actors_msg_msg_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -635,7 +635,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_msg_proto_rawDescGZIP(), []int{8}
+	return file_actors_msg_msg_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Frame) GetRmId() int64 {
@@ -652,11 +652,11 @@ func (x *Frame) GetFrame() []byte {
 	return nil
 }
 
-var File_msg_proto protoreflect.FileDescriptor
+var File_actors_msg_msg_proto protoreflect.FileDescriptor
 
-const file_msg_proto_rawDesc = "" +
+const file_actors_msg_msg_proto_rawDesc = "" +
 	"\n" +
-	"\tmsg.proto\x12\vurva.actors\"y\n" +
+	"\x14actors/msg/msg.proto\x12\vurva.actors\"y\n" +
 	"\x0fConversationKey\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12'\n" +
 	"\x0fbusiness_number\x18\x02 \x01(\tR\x0ebusinessNumber\x12#\n" +
@@ -709,19 +709,19 @@ const file_msg_proto_rawDesc = "" +
 	"\x05frame\x18\x02 \x01(\fR\x05frameB\x11Z\x0furva/actors/msgb\x06proto3"
 
 var (
-	file_msg_proto_rawDescOnce sync.Once
-	file_msg_proto_rawDescData []byte
+	file_actors_msg_msg_proto_rawDescOnce sync.Once
+	file_actors_msg_msg_proto_rawDescData []byte
 )
 
-func file_msg_proto_rawDescGZIP() []byte {
-	file_msg_proto_rawDescOnce.Do(func() {
-		file_msg_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_msg_proto_rawDesc), len(file_msg_proto_rawDesc)))
+func file_actors_msg_msg_proto_rawDescGZIP() []byte {
+	file_actors_msg_msg_proto_rawDescOnce.Do(func() {
+		file_actors_msg_msg_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_actors_msg_msg_proto_rawDesc), len(file_actors_msg_msg_proto_rawDesc)))
 	})
-	return file_msg_proto_rawDescData
+	return file_actors_msg_msg_proto_rawDescData
 }
 
-var file_msg_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
-var file_msg_proto_goTypes = []any{
+var file_actors_msg_msg_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_actors_msg_msg_proto_goTypes = []any{
 	(*ConversationKey)(nil),    // 0: urva.actors.ConversationKey
 	(*Template)(nil),           // 1: urva.actors.Template
 	(*SendMessage)(nil),        // 2: urva.actors.SendMessage
@@ -732,7 +732,7 @@ var file_msg_proto_goTypes = []any{
 	(*FeedEvent)(nil),          // 7: urva.actors.FeedEvent
 	(*Frame)(nil),              // 8: urva.actors.Frame
 }
-var file_msg_proto_depIdxs = []int32{
+var file_actors_msg_msg_proto_depIdxs = []int32{
 	1, // 0: urva.actors.SendMessage.template:type_name -> urva.actors.Template
 	0, // 1: urva.actors.ProviderSend.key:type_name -> urva.actors.ConversationKey
 	1, // 2: urva.actors.ProviderSend.template:type_name -> urva.actors.Template
@@ -745,26 +745,26 @@ var file_msg_proto_depIdxs = []int32{
 	0, // [0:5] is the sub-list for field type_name
 }
 
-func init() { file_msg_proto_init() }
-func file_msg_proto_init() {
-	if File_msg_proto != nil {
+func init() { file_actors_msg_msg_proto_init() }
+func file_actors_msg_msg_proto_init() {
+	if File_actors_msg_msg_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_msg_proto_rawDesc), len(file_msg_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_msg_msg_proto_rawDesc), len(file_actors_msg_msg_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_msg_proto_goTypes,
-		DependencyIndexes: file_msg_proto_depIdxs,
-		MessageInfos:      file_msg_proto_msgTypes,
+		GoTypes:           file_actors_msg_msg_proto_goTypes,
+		DependencyIndexes: file_actors_msg_msg_proto_depIdxs,
+		MessageInfos:      file_actors_msg_msg_proto_msgTypes,
 	}.Build()
-	File_msg_proto = out.File
-	file_msg_proto_goTypes = nil
-	file_msg_proto_depIdxs = nil
+	File_actors_msg_msg_proto = out.File
+	file_actors_msg_msg_proto_goTypes = nil
+	file_actors_msg_msg_proto_depIdxs = nil
 }
