@@ -84,7 +84,6 @@ type conversationActor struct {
 	// starting it, or 0 for "pick the owner or the least-loaded online RM".
 	creatorRMID int64
 	pendingName string // contact name reported by the provider, for the next write
-	pendingOpt  *bool  // SMS opt-out or opt-in carried by a pending inbound message
 	inflight    bool
 	retryNext   bool
 
@@ -158,11 +157,7 @@ func (a *conversationActor) ingest(ctx actor.Context, c *ingestCmd) {
 		if m.Status == "" {
 			m.Status = persistence.StatusReceived
 		}
-		item = persistence.WriteItem{Kind: persistence.ItemInbound, Message: &m}
-		if c.in.SMSOptOut != nil {
-			opt := *c.in.SMSOptOut
-			a.pendingOpt = &opt
-		}
+		item = persistence.WriteItem{Kind: persistence.ItemInbound, Message: &m, SMSOptOut: c.in.SMSOptOut}
 	case c.in.Status != nil:
 		if a.conv == nil && a.awaitingProvider == 0 {
 			// A status for a conversation we never had: nothing to update.
@@ -306,8 +301,8 @@ func (a *conversationActor) flush(ctx actor.Context) {
 	if len(a.pending) == 0 {
 		a.pending = nil
 	}
-	w := &persistence.ConversationWrite{Key: a.key, ContactName: a.pendingName, SMSOptOut: a.pendingOpt}
-	a.pendingName, a.pendingOpt = "", nil
+	w := &persistence.ConversationWrite{Key: a.key, ContactName: a.pendingName}
+	a.pendingName = ""
 	if a.conv != nil {
 		w.ConversationID, w.LastSeq = a.conv.ID, a.conv.LastSeq
 		for i := range batch {

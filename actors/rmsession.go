@@ -52,7 +52,6 @@ func (s *sessionActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		s.out = make(chan []byte, max(1, s.sys.opts.Tuning.SessionQueue))
 		s.awaiting = true
-		s.sys.router.AddSession(s.p.RMID, s.p.Supervisor(), ctx.Self())
 		go s.writer(s.out)
 		self, root := ctx.Self(), s.sys.root
 		time.AfterFunc(resumeGrace, func() { root.Send(self, &graceOver{}) })

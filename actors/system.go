@@ -27,6 +27,8 @@ type Options struct {
 	Log             zerolog.Logger
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
+	// CRM turns on CRM sync (the outbox drained by the CRM sync actor); nil = off.
+	CRM *CRMOptions
 }
 
 // System is the actor system plus the router: the only thing transport uses.
@@ -36,6 +38,8 @@ type System struct {
 	root      *actor.RootContext
 	router    *localRouter
 	providers []*actor.PID
+	crm       *actor.PID
+	crmWoke   atomic.Bool
 	stopping  atomic.Bool
 
 	convKeys sync.Map // conversation id -> persistence.ConversationKey (immutable)
@@ -72,6 +76,20 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 		}
 		s.router.providers[channel] = pid
 		s.providers = append(s.providers, pid)
+	}
+	if c := opts.CRM; c != nil && c.Sender != nil && c.Outbox != nil {
+		c.defaults()
+		crmOpts := *c
+		s.opts.CRM = &crmOpts
+		props := actor.PropsFromProducer(func() actor.Actor {
+			return &crmSyncActor{sys: s, opts: crmOpts, woke: &s.crmWoke,
+				log: opts.Log.With().Str("actor", "crm_sync").Logger()}
+		})
+		pid, err := s.root.SpawnNamed(props, "crm_sync")
+		if err != nil {
+			return nil, fmt.Errorf("spawn crm sync actor: %w", err)
+		}
+		s.crm = pid
 	}
 	if err := s.redrive(ctx); err != nil {
 		return nil, err
@@ -328,6 +346,9 @@ func (s *System) Connect(p Principal, conn Conn) *Session {
 	pid := s.root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {
 		return &sessionActor{sys: s, p: p, conn: conn, log: log}
 	}), fmt.Sprintf("rm_session/%d/", p.RMID))
+	// Online from now on: events published meanwhile wait in the mailbox
+	// behind Started.
+	s.router.AddSession(p.RMID, p.Supervisor(), pid)
 	if !p.Supervisor() {
 		go s.assignWaiting(p.RMID)
 	}
@@ -371,7 +392,11 @@ func (s *System) Ready(ctx context.Context) error {
 // The caller closes the store afterwards, which commits in-flight batches.
 func (s *System) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
-	for _, pid := range s.providers {
+	stop := s.providers
+	if s.crm != nil {
+		stop = append(append([]*actor.PID{}, stop...), s.crm)
+	}
+	for _, pid := range stop {
 		if err := s.root.StopFuture(pid).Wait(); err != nil && ctx.Err() != nil {
 			return ctx.Err()
 		}

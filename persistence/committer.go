@@ -16,12 +16,12 @@ import (
 
 // Group commit (design invariant 6).
 //
-// Every write (conversation writes, webhook log rows, webhook outcomes) is
-// queued as an op. One committer goroutine takes up to BatchMaxRows ops,
-// waiting at most BatchMaxWait after the first one arrived, applies them all
-// in ONE transaction and then calls their completions in queue order. With a
-// single committer, commit order is queue order and event ids (the socket
-// cursor) grow in commit order.
+// Every write (conversation writes, webhook log rows, webhook outcomes, CRM
+// outbox state changes) is queued as an op. One committer goroutine takes up
+// to BatchMaxRows ops, waiting at most BatchMaxWait after the first one
+// arrived, applies them all in ONE transaction and then calls their
+// completions in queue order. With a single committer, commit order is queue
+// order and event ids (the socket cursor) grow in commit order.
 //
 // A write that fails before it changed anything (stale seq, unknown
 // conversation, invalid input) fails alone and the batch goes on. Any other
@@ -44,6 +44,9 @@ const (
 	opConversationWrite opKind = iota + 1
 	opWebhookLog
 	opWebhookOutcome
+	opOutboxDelivered
+	opOutboxFailed
+	opOutboxReplay
 )
 
 type op struct {
@@ -60,14 +63,21 @@ type op struct {
 	outcome   string
 	odone     func(error)
 
+	ob     *outboxUpdate
+	obdone func(int64, error)
+
 	// Outcome of the current attempt.
 	res   *WriteResult
 	logID int64
-	err   error
+	n     int64 // outbox rows an outbox update changed
+	// outboxRows counts the outbox rows the op inserted or made pending
+	// (OnOutbox is called for a batch that committed some).
+	outboxRows int
+	err        error
 }
 
 func (o *op) reset() {
-	o.res, o.logID, o.err = nil, 0, nil
+	o.res, o.logID, o.n, o.outboxRows, o.err = nil, 0, 0, 0, nil
 }
 
 // fail records err as the op's final outcome.
@@ -94,6 +104,10 @@ func (o *op) complete() {
 	case opWebhookOutcome:
 		if o.odone != nil {
 			o.odone(o.err)
+		}
+	case opOutboxDelivered, opOutboxFailed, opOutboxReplay:
+		if o.obdone != nil {
+			o.obdone(o.n, o.err)
 		}
 	}
 }
@@ -207,7 +221,9 @@ func (c *committer) next() []*op {
 }
 
 // commitBatch applies batch (see the comment at the top of this file), then
-// reports to OnBatch and calls the completions in queue order.
+// reports to OnBatch, calls OnOutbox when committed writes touched the
+// outbox, and calls the completions in queue order (so a caller that waited
+// for its write knows OnOutbox already ran).
 func (s *store) commitBatch(batch []*op) {
 	start := time.Now()
 	err := s.applyBatch(batch)
@@ -216,6 +232,14 @@ func (s *store) commitBatch(batch []*op) {
 	}
 	if s.cfg.OnBatch != nil {
 		s.safely("OnBatch", func() { s.cfg.OnBatch(len(batch), time.Since(start), err) })
+	}
+	if s.cfg.OnOutbox != nil {
+		for _, o := range batch {
+			if o.err == nil && o.outboxRows > 0 {
+				s.safely("OnOutbox", s.cfg.OnOutbox)
+				break
+			}
+		}
 	}
 	for _, o := range batch {
 		s.safely("write completion", o.complete)
@@ -358,8 +382,13 @@ func (s *store) applyOp(t *txn, o *op) {
 		o.logID, o.err = s.insertWebhookLog(t, o.hook)
 	case opWebhookOutcome:
 		o.err = s.updateWebhookOutcome(t, o.outcomeID, o.outcome)
+	case opOutboxDelivered, opOutboxFailed, opOutboxReplay:
+		o.n, o.err = s.applyOutboxUpdate(t, o.kind, o.ob)
 	default:
 		o.err = fmt.Errorf("%w: unknown op %d", ErrInvalid, o.kind)
+	}
+	if o.err == nil {
+		o.outboxRows = t.outboxRows
 	}
 }
 
@@ -417,6 +446,8 @@ type txn struct {
 	ctx   context.Context
 	now   time.Time
 	dirty bool
+	// outboxRows counts outbox rows inserted or made pending.
+	outboxRows int
 }
 
 func (t *txn) exec(query string, args ...any) (sql.Result, error) {

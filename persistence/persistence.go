@@ -231,6 +231,10 @@ type WriteItem struct {
 	Status           *StatusChange
 	AssignRMID       int64
 	OnlyIfUnassigned bool
+	// SMSOptOut, on an inbound message, records the contact's SMS opt-out
+	// (STOP: true) or opt-in (START: false) when, and only when, the message
+	// is stored: a redelivered old STOP changes nothing.
+	SMSOptOut *bool
 }
 
 // ConversationWrite is everything one conversation actor commits at once.
@@ -241,8 +245,6 @@ type ConversationWrite struct {
 	Key            ConversationKey
 	ContactName    string // updates the contact's name when not empty
 	OwnerRMID      int64  // makes this RM the contact's owner when it has none
-	// SMSOptOut, when set, records the contact's SMS opt-out (STOP) or opt-in (START).
-	SMSOptOut *bool
 	// InitialRMID assigns a conversation that this write creates (no event:
 	// creation is not a visible change). Ignored for existing conversations.
 	InitialRMID int64
@@ -361,4 +363,70 @@ type Store interface {
 	Migrate(ctx context.Context) error
 	// Close flushes queued writes, waits for the last batch and closes the database.
 	Close() error
+}
+
+// CRM outbox event types. Each is written in the same transaction as the
+// data it describes.
+const (
+	OutboxMessageReceived      = "message.received"
+	OutboxMessageSent          = "message.sent"
+	OutboxMessageStatus        = "message.status"
+	OutboxConversationAssigned = "conversation.assigned"
+)
+
+// Outbox states.
+const (
+	OutboxPending   = "pending"
+	OutboxDelivered = "delivered"
+	OutboxDead      = "dead"
+)
+
+// OutboxEvent is one event for the CRM. EventID is public and stable: every
+// delivery attempt of the event carries it.
+type OutboxEvent struct {
+	ID             int64 // row id; order within a conversation
+	EventID        string
+	Type           string
+	ConversationID int64 // ordering key: 0 for events of no conversation
+	OccurredAt     time.Time
+	Data           json.RawMessage // the event's data object (docs/crm.md)
+	State          string
+	Attempts       int
+	NextAttemptAt  time.Time
+	ExpiresAt      time.Time // still failing after this: dead letter
+	LastError      string
+	CreatedAt      time.Time
+	DeliveredAt    time.Time
+}
+
+// OutboxBacklog summarises what waits for the CRM.
+type OutboxBacklog struct {
+	Pending             int64
+	Dead                int64
+	OldestPending       time.Time // zero when nothing is pending
+	ConversationsBehind int64     // conversations with at least one pending event
+}
+
+// Outbox is the CRM outbox as the CRM sync actor drains it. Stores returned
+// by Open implement it.
+type Outbox interface {
+	// OutboxHeads returns, for up to limit conversations, the oldest pending
+	// event of each whose next attempt is due at now, oldest first. A
+	// conversation whose oldest event waits for a retry holds back its later
+	// events, and only those.
+	OutboxHeads(ctx context.Context, now time.Time, limit int) ([]OutboxEvent, error)
+	// OutboxDelivered marks an event delivered.
+	OutboxDelivered(ctx context.Context, id int64, at time.Time) error
+	// OutboxFailed records a failed attempt: the next attempt time, or the
+	// dead-letter state when dead is true.
+	OutboxFailed(ctx context.Context, id int64, lastError string, next time.Time, dead bool) error
+	// OutboxDeadLetters lists dead events, oldest first.
+	OutboxDeadLetters(ctx context.Context, limit int) ([]OutboxEvent, error)
+	// OutboxReplay makes dead events pending again with a new expiry: one
+	// event (id > 0) or all of them (id == 0). It returns how many.
+	OutboxReplay(ctx context.Context, id int64, now, expiresAt time.Time) (int64, error)
+	// OutboxBacklog reports pending and dead counts.
+	OutboxBacklog(ctx context.Context) (OutboxBacklog, error)
+	// OutboxEventByID reads one event (tests, operators).
+	OutboxEventByID(ctx context.Context, id int64) (*OutboxEvent, error)
 }

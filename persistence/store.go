@@ -29,6 +29,7 @@ const (
 const (
 	DefaultBatchMaxRows = 256
 	DefaultBatchMaxWait = 2 * time.Millisecond
+	DefaultOutboxMaxAge = 72 * time.Hour
 )
 
 // Config says which database to use and how to batch writes.
@@ -52,6 +53,19 @@ type Config struct {
 	// the batch transaction (nil when it committed as one). It runs on the
 	// committer goroutine and must not block.
 	OnBatch func(rows int, commit time.Duration, err error)
+
+	// Outbox, when set, makes every conversation write also insert the CRM
+	// outbox rows of its visible changes, in the same transaction (see
+	// outbox.go and docs/crm.md). Off: no outbox rows are written.
+	Outbox bool
+	// OutboxMaxAge is how long an event may keep failing before it becomes a
+	// dead letter: a row's expires_at is its occurred_at plus this (default 72h).
+	OutboxMaxAge time.Duration
+	// OnOutbox, when set, is called after every committed batch that inserted
+	// at least one outbox row or made dead letters pending again (a replay);
+	// it wakes whoever drains the outbox. It runs on the committer goroutine,
+	// before the batch's completions, and must not block.
+	OnOutbox func()
 }
 
 // batchTimeout bounds one batch transaction, so that a hung database fails
@@ -92,6 +106,7 @@ type store struct {
 var (
 	_ Store            = (*store)(nil)
 	_ WebhookLogReader = (*store)(nil)
+	_ Outbox           = (*store)(nil)
 )
 
 // Open connects to the database described by cfg and starts the committer.
@@ -103,6 +118,9 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (Store, error) {
 	}
 	if cfg.BatchMaxWait == 0 {
 		cfg.BatchMaxWait = DefaultBatchMaxWait
+	}
+	if cfg.OutboxMaxAge <= 0 {
+		cfg.OutboxMaxAge = DefaultOutboxMaxAge
 	}
 	s := &store{cfg: cfg, log: log.With().Str("component", "persistence").Str("driver", cfg.Driver).Logger()}
 	var err error

@@ -23,10 +23,14 @@ import (
 
 func TestStore(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) {
-		storetest.Run(t, func(t *testing.T) persistence.Store { return storetest.OpenSQLite(t) })
+		storetest.RunConfig(t, func(t *testing.T, adjust func(*persistence.Config)) persistence.Store {
+			return storetest.OpenSQLiteConfig(t, adjust)
+		})
 	})
 	t.Run("mysql", func(t *testing.T) {
-		storetest.Run(t, func(t *testing.T) persistence.Store { return storetest.OpenMySQL(t) })
+		storetest.RunConfig(t, func(t *testing.T, adjust func(*persistence.Config)) persistence.Store {
+			return storetest.OpenMySQLConfig(t, adjust)
+		})
 	})
 }
 

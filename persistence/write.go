@@ -174,12 +174,22 @@ func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResu
 		}
 	}
 
+	if res.Created && s.cfg.Outbox {
+		if err := t.outboxCreated(conv); err != nil {
+			return nil, err
+		}
+	}
+
 	before := *conv
 	for i, it := range w.Items {
 		var r ItemResult
+		previousRMID := conv.AssignedRMID
 		switch it.Kind {
 		case ItemInbound:
 			r, err = t.inbound(conv, it.Message)
+			if err == nil && !r.Duplicate && it.SMSOptOut != nil {
+				err = t.setSMSOptOut(conv, *it.SMSOptOut)
+			}
 		case ItemOutbound:
 			r, err = t.outbound(conv, it.Message)
 		case ItemStatus:
@@ -188,6 +198,10 @@ func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResu
 			r, err = t.providerAccepted(conv, it.Status)
 		case ItemAssign:
 			r, err = t.assign(conv, it)
+		}
+		if err == nil && s.cfg.Outbox {
+			// The CRM event goes in the same transaction as the change.
+			err = t.outboxItem(conv, it, r, previousRMID)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("item %d: %w", i, err)
@@ -218,9 +232,8 @@ func (t *txn) createConversation(w *ConversationWrite) (*Conversation, error) {
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		conv.ContactName, conv.OwnerRMID = w.ContactName, w.OwnerRMID
-		conv.SMSOptedOut = w.SMSOptOut != nil && *w.SMSOptOut
-		conv.ContactID, err = t.insert(`INSERT INTO contacts (phone, name, owner_rm_id, sms_opted_out, created_at) VALUES (?, ?, ?, ?, ?)`,
-			w.Key.ContactPhone, w.ContactName, nullID(w.OwnerRMID), conv.SMSOptedOut, s.tv(t.now))
+		conv.ContactID, err = t.insert(`INSERT INTO contacts (phone, name, owner_rm_id, created_at) VALUES (?, ?, ?, ?)`,
+			w.Key.ContactPhone, w.ContactName, nullID(w.OwnerRMID), s.tv(t.now))
 		if err != nil {
 			return nil, err
 		}
@@ -240,9 +253,8 @@ func (t *txn) createConversation(w *ConversationWrite) (*Conversation, error) {
 	return conv, nil
 }
 
-// updateContact sets the contact's name (when w carries one), its SMS
-// opt-out (when w sets it) and its owner (when w names one and the contact
-// has none).
+// updateContact sets the contact's name (when w carries one) and its owner
+// (when w names one and the contact has none).
 func (t *txn) updateContact(conv *Conversation, w *ConversationWrite) error {
 	if w.ContactName != "" && w.ContactName != conv.ContactName {
 		if _, err := t.exec(`UPDATE contacts SET name = ? WHERE id = ?`, w.ContactName, conv.ContactID); err != nil {
@@ -250,18 +262,24 @@ func (t *txn) updateContact(conv *Conversation, w *ConversationWrite) error {
 		}
 		conv.ContactName = w.ContactName
 	}
-	if w.SMSOptOut != nil && *w.SMSOptOut != conv.SMSOptedOut {
-		if _, err := t.exec(`UPDATE contacts SET sms_opted_out = ? WHERE id = ?`, *w.SMSOptOut, conv.ContactID); err != nil {
-			return err
-		}
-		conv.SMSOptedOut = *w.SMSOptOut
-	}
 	if w.OwnerRMID > 0 && conv.OwnerRMID == 0 {
 		if _, err := t.exec(`UPDATE contacts SET owner_rm_id = ? WHERE id = ? AND owner_rm_id IS NULL`, w.OwnerRMID, conv.ContactID); err != nil {
 			return err
 		}
 		conv.OwnerRMID = w.OwnerRMID
 	}
+	return nil
+}
+
+// setSMSOptOut records the contact's SMS opt-out or opt-in.
+func (t *txn) setSMSOptOut(conv *Conversation, out bool) error {
+	if out == conv.SMSOptedOut {
+		return nil
+	}
+	if _, err := t.exec(`UPDATE contacts SET sms_opted_out = ? WHERE id = ?`, out, conv.ContactID); err != nil {
+		return err
+	}
+	conv.SMSOptedOut = out
 	return nil
 }
 

@@ -17,14 +17,19 @@ import (
 	"urva/transport/auth"
 )
 
-// openStore opens the configured database.
-func openStore(ctx context.Context, cfg *config.Config, log zerolog.Logger) (persistence.Store, error) {
-	store, err := persistence.Open(ctx, persistence.Config{
+// openStore opens the configured database; adjust, when given, completes
+// the store's configuration (the server turns the CRM outbox on).
+func openStore(ctx context.Context, cfg *config.Config, log zerolog.Logger, adjust ...func(*persistence.Config)) (persistence.Store, error) {
+	pc := persistence.Config{
 		Driver:       cfg.Database.Driver,
 		DSN:          cfg.Database.DSN,
 		BatchMaxRows: cfg.Database.BatchMaxRows,
 		BatchMaxWait: cfg.Database.BatchMaxWait,
-	}, log)
+	}
+	for _, f := range adjust {
+		f(&pc)
+	}
+	store, err := persistence.Open(ctx, pc, log)
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", cfg.Database.Driver, err)
 	}

@@ -151,6 +151,14 @@ func (s *server) socket(token string) *websocket.Conn {
 		s.t.Fatalf("dial socket: %v", err)
 	}
 	s.t.Cleanup(func() { c.Close() })
+	// The upgrade answer can reach us before the session exists: a pong
+	// proves the RM is online.
+	if err := c.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`)); err != nil {
+		s.t.Fatal(err)
+	}
+	if f := readFrame(s.t, c); f.Type != "pong" {
+		s.t.Fatalf("want pong, got %+v", f)
+	}
 	return c
 }
 

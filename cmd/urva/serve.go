@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -14,6 +15,7 @@ import (
 	"urva/internal/config"
 	"urva/persistence"
 	"urva/transport/auth"
+	"urva/transport/crm"
 	"urva/transport/httpapi"
 	"urva/transport/sandbox"
 	"urva/transport/twilio"
@@ -27,7 +29,20 @@ const shutdownGrace = 15 * time.Second
 // cancelled: it wires the store, the actor system and the HTTP server, and
 // returns once they have shut down.
 func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
-	store, err := openStore(ctx, cfg, log)
+	// CRM sync: the configured webhook, or the in-process sandbox CRM in
+	// sandbox mode; off (no outbox rows) otherwise. A commit that writes
+	// outbox rows wakes the CRM sync actor, which starts after the store.
+	crmOn := cfg.CRM.WebhookURL != "" || cfg.Sandbox.Enabled
+	var running atomic.Pointer[actors.System]
+	store, err := openStore(ctx, cfg, log, func(pc *persistence.Config) {
+		pc.Outbox = crmOn
+		pc.OutboxMaxAge = cfg.CRM.MaxAge
+		pc.OnOutbox = func() {
+			if sys := running.Load(); sys != nil {
+				sys.WakeCRM()
+			}
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -100,10 +115,9 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		smsBase = publicURL + "/sandbox/twilio"
 	}
 	if smsBase != "" {
-		from, err := actors.NormalizePhone(cfg.SMS.From)
-		if err != nil {
-			return fmt.Errorf("sms.from: %w", err)
-		}
+		// A number in E.164 as Twilio writes it; a short code or an
+		// alphanumeric sender stays as it is.
+		from := twilio.NormalizeNumber(cfg.SMS.From)
 		providers[persistence.ChannelSMS] = twilio.NewClient(twilio.ClientOptions{
 			APIBase:        smsBase,
 			AccountSID:     cfg.SMS.AccountSID,
@@ -115,17 +129,38 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		businessNumbers[persistence.ChannelSMS] = from
 	}
 
+	var crmOpts *actors.CRMOptions
+	var sbCRM *sandbox.CRM
+	var outbox persistence.Outbox
+	if crmOn {
+		outbox = store.(persistence.Outbox)
+		crmURL := cfg.CRM.WebhookURL
+		if crmURL == "" {
+			sbCRM = sandbox.NewCRM(sandbox.CRMOptions{Secret: cfg.CRM.Secret,
+				Log: log.With().Str("component", "sandbox_crm").Logger()})
+			crmURL = publicURL + "/sandbox/crm/webhook"
+		}
+		crmOpts = &actors.CRMOptions{
+			Sender: crm.OutboxSender{Adapter: crm.NewWebhook(crm.WebhookOptions{URL: crmURL, Secret: cfg.CRM.Secret, Timeout: cfg.CRM.Timeout})},
+			Outbox: outbox,
+			MaxAge: cfg.CRM.MaxAge,
+		}
+	}
+
 	sys, err := actors.Start(ctx, actors.Options{
 		Store:           store,
 		Providers:       providers,
 		BusinessNumbers: businessNumbers,
 		Tuning:          actors.DefaultTuning(),
 		Log:             log,
+		CRM:             crmOpts,
 	})
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	running.Store(sys)
+	sys.WakeCRM() // events left by the previous run
 
 	srv := httpapi.New(httpapi.Options{
 		Addr:                cfg.HTTP.Addr,
@@ -141,6 +176,10 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		SMSAuthToken:        cfg.SMS.AuthToken,
 		SandboxWhatsApp:     sbWhatsApp,
 		SandboxTwilio:       sbTwilio,
+		SandboxCRM:          sbCRM,
+		Outbox:              outbox,
+		CRMWake:             sys.WakeCRM,
+		CRMMaxAge:           cfg.CRM.MaxAge,
 	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -141,6 +141,10 @@ type CRM struct {
 	WebhookURL string `koanf:"webhook_url"`
 	// Secret signs them (X-Urva-Signature).
 	Secret string `koanf:"secret"`
+	// MaxAge: an event still failing after this becomes a dead letter.
+	MaxAge time.Duration `koanf:"max_age"`
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration `koanf:"timeout"`
 }
 
 // Sandbox switches on the in-process simulated providers.
@@ -185,6 +189,7 @@ func Default() *Config {
 			BatchMaxWait: DefaultBatchMaxWait,
 		},
 		Auth: Auth{TokenTTL: DefaultTokenTTL},
+		CRM:  CRM{MaxAge: 72 * time.Hour, Timeout: 10 * time.Second},
 		TURN: TURN{
 			Listen:        DefaultTURNListen,
 			Realm:         DefaultTURNRealm,

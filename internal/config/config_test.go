@@ -276,7 +276,7 @@ func TestKeysAndEnvNames(t *testing.T) {
 		"sms.account_sid", "sms.auth_token", "sms.from", "dialler.api_base", "dialler.account_sid",
 		"dialler.api_key", "dialler.api_token", "dialler.caller_id", "dialler.callback_token",
 		"turn.enabled", "turn.listen", "turn.public_ip", "turn.realm", "turn.auth_secret",
-		"turn.credential_ttl", "crm.webhook_url", "crm.secret", "sandbox.enabled", "log.format", "log.level",
+		"turn.credential_ttl", "crm.webhook_url", "crm.secret", "crm.max_age", "crm.timeout", "sandbox.enabled", "log.format", "log.level",
 	}
 	if len(keys) != len(wantKeys) {
 		t.Errorf("%d keys, want %d: %v", len(keys), len(wantKeys), keys)

@@ -161,6 +161,12 @@ func (c *Config) Validate() error {
 		checkURL(&p, "crm.webhook_url", c.CRM.WebhookURL, false)
 		required(&p, "when crm.webhook_url is set", "crm.secret", c.CRM.Secret)
 	}
+	if c.CRM.MaxAge <= 0 {
+		p.addf("crm.max_age must be positive, got %s", c.CRM.MaxAge)
+	}
+	if c.CRM.Timeout <= 0 {
+		p.addf("crm.timeout must be positive, got %s", c.CRM.Timeout)
+	}
 
 	switch c.Log.Format {
 	case LogJSON, LogConsole:

@@ -14,41 +14,72 @@ import (
 	"urva/persistence"
 )
 
+// Opener opens a fresh, migrated, empty store that is closed when the test
+// ends; adjust, when not nil, changes the configuration before it opens.
+type Opener func(t *testing.T, adjust func(*persistence.Config)) persistence.Store
+
 // Run is the contract test suite of persistence.Store. open must return a
-// fresh, migrated, empty store that is closed when the test ends (it is
-// called once per subtest).
+// fresh, migrated, empty store with the default configuration that is closed
+// when the test ends (it is called once per subtest). The tests that need a
+// configuration of their own (the CRM outbox) are skipped: RunConfig runs
+// every test.
 func Run(t *testing.T, open func(t *testing.T) persistence.Store) {
+	RunConfig(t, func(t *testing.T, adjust func(*persistence.Config)) persistence.Store {
+		if adjust != nil {
+			t.Skip("needs its own store configuration: run the suite with storetest.RunConfig")
+		}
+		return open(t)
+	})
+}
+
+// RunConfig is Run with an opener that applies a configuration.
+func RunConfig(t *testing.T, open Opener) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s persistence.Store)
+		fn   func(t *testing.T, s persistence.Store) // on a store with the default configuration
+		cfg  func(t *testing.T, open Opener)         // opens the store(s) it needs
 	}{
-		{"MigrateIdempotent", testMigrateIdempotent},
-		{"RMs", testRMs},
-		{"InboundCreatesConversation", testInboundCreatesConversation},
-		{"ContactNameAndOwner", testContactNameAndOwner},
-		{"SMSOptOut", testSMSOptOut},
-		{"InboundDedupe", testInboundDedupe},
-		{"SeqContiguousWithDuplicates", testSeqContiguous},
-		{"SeqTakenChangesNothing", testSeqTaken},
-		{"InvalidWrites", testInvalidWrites},
-		{"Outbound", testOutbound},
-		{"Statuses", testStatuses},
-		{"Assign", testAssign},
-		{"InitialAssignment", testInitialAssignment},
-		{"ListConversations", testListConversations},
-		{"InboundWindow", testInboundWindow},
-		{"EventsAfter", testEventsAfter},
-		{"ConversationEvents", testConversationEvents},
-		{"Unicode", testUnicode},
-		{"ManyConversationsInFlight", testManyConversations},
-		{"FailingWriteFailsAlone", testFailingWriteAlone},
-		{"ConcurrentWriters", testConcurrentWriters},
-		{"ContextCancelled", testContextCancelled},
-		{"CloseDrains", testCloseDrains},
-		{"WebhookLog", testWebhookLog},
+		{name: "MigrateIdempotent", fn: testMigrateIdempotent},
+		{name: "RMs", fn: testRMs},
+		{name: "InboundCreatesConversation", fn: testInboundCreatesConversation},
+		{name: "ContactNameAndOwner", fn: testContactNameAndOwner},
+		{name: "SMSOptOut", fn: testSMSOptOut},
+		{name: "InboundDedupe", fn: testInboundDedupe},
+		{name: "SeqContiguousWithDuplicates", fn: testSeqContiguous},
+		{name: "SeqTakenChangesNothing", fn: testSeqTaken},
+		{name: "InvalidWrites", fn: testInvalidWrites},
+		{name: "Outbound", fn: testOutbound},
+		{name: "Statuses", fn: testStatuses},
+		{name: "Assign", fn: testAssign},
+		{name: "InitialAssignment", fn: testInitialAssignment},
+		{name: "ListConversations", fn: testListConversations},
+		{name: "InboundWindow", fn: testInboundWindow},
+		{name: "EventsAfter", fn: testEventsAfter},
+		{name: "ConversationEvents", fn: testConversationEvents},
+		{name: "Unicode", fn: testUnicode},
+		{name: "ManyConversationsInFlight", fn: testManyConversations},
+		{name: "FailingWriteFailsAlone", fn: testFailingWriteAlone},
+		{name: "ConcurrentWriters", fn: testConcurrentWriters},
+		{name: "ContextCancelled", fn: testContextCancelled},
+		{name: "CloseDrains", fn: testCloseDrains},
+		{name: "WebhookLog", fn: testWebhookLog},
+		{name: "OutboxOffWritesNothing", fn: testOutboxOff},
+		{name: "OutboxWrittenWithTheData", cfg: testOutboxWithData},
+		{name: "OutboxEventData", cfg: testOutboxEventData},
+		{name: "OutboxHeads", cfg: testOutboxHeads},
+		{name: "OutboxDeadLettersAndReplay", cfg: testOutboxDeadLetters},
+		{name: "OutboxBacklog", cfg: testOutboxBacklog},
+		{name: "OutboxNotify", cfg: testOutboxNotify},
+		{name: "OutboxGroupCommit", cfg: testOutboxGroupCommit},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.cfg != nil {
+				tc.cfg(t, open)
+				return
+			}
+			tc.fn(t, open(t, nil))
+		})
 	}
 }
 
@@ -447,10 +478,11 @@ func testContactNameAndOwner(t *testing.T, s persistence.Store) {
 func testSMSOptOut(t *testing.T, s persistence.Store) {
 	ctx := ctxT(t)
 	yes, no := true, false
+	opt := func(it persistence.WriteItem, v *bool) persistence.WriteItem { it.SMSOptOut = v; return it }
 	k := key(12)
 	k.Channel = persistence.ChannelSMS
-	// A new contact whose first message is STOP is created opted out.
-	res := apply(t, s, &persistence.ConversationWrite{Key: k, SMSOptOut: &yes, Items: []persistence.WriteItem{inbound("SMOPT1", "STOP")}})
+	// A new contact whose first message is STOP is opted out.
+	res := apply(t, s, &persistence.ConversationWrite{Key: k, Items: []persistence.WriteItem{opt(inbound("SMOPT1", "STOP"), &yes)}})
 	if !res.Conversation.SMSOptedOut {
 		t.Fatalf("after STOP: %+v", res.Conversation)
 	}
@@ -459,16 +491,17 @@ func testSMSOptOut(t *testing.T, s persistence.Store) {
 	if !wa.Conversation.SMSOptedOut {
 		t.Fatalf("contact flag not shared: %+v", wa.Conversation)
 	}
-	// A write without the field leaves it; START clears it.
+	// START clears it.
 	res = apply(t, s, &persistence.ConversationWrite{ConversationID: res.Conversation.ID, LastSeq: res.Conversation.LastSeq,
-		Items: []persistence.WriteItem{inbound("SMOPT2", "still here")}})
-	if !res.Conversation.SMSOptedOut {
-		t.Fatalf("flag lost: %+v", res.Conversation)
-	}
-	res = apply(t, s, &persistence.ConversationWrite{ConversationID: res.Conversation.ID, LastSeq: res.Conversation.LastSeq, SMSOptOut: &no,
-		Items: []persistence.WriteItem{inbound("SMOPT3", "START")}})
+		Items: []persistence.WriteItem{opt(inbound("SMOPT3", "START"), &no)}})
 	if res.Conversation.SMSOptedOut {
 		t.Fatalf("after START: %+v", res.Conversation)
+	}
+	// A redelivered old STOP is a duplicate: it changes nothing.
+	res = apply(t, s, &persistence.ConversationWrite{ConversationID: res.Conversation.ID, LastSeq: res.Conversation.LastSeq,
+		Items: []persistence.WriteItem{opt(inbound("SMOPT1", "STOP"), &yes)}})
+	if !res.Items[0].Duplicate || res.Conversation.SMSOptedOut {
+		t.Fatalf("redelivered STOP: %+v", res)
 	}
 	c, err := s.ConversationByKey(ctx, k)
 	if err != nil || c.SMSOptedOut {

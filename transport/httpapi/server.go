@@ -128,8 +128,15 @@ type Options struct {
 
 	SMSAuthToken string // Twilio auth token: X-Twilio-Signature key; empty disables the SMS webhooks
 
+	// CRM operator endpoints: the outbox (nil when CRM sync is off), how to
+	// wake the CRM sync actor after a replay, and the expiry given to replays.
+	Outbox    persistence.Outbox
+	CRMWake   func()
+	CRMMaxAge time.Duration
+
 	SandboxWhatsApp *sandbox.WhatsApp // nil when the sandbox is off
 	SandboxTwilio   *sandbox.Twilio   // nil when the sandbox is off or SMS uses real Twilio
+	SandboxCRM      *sandbox.CRM      // nil unless the sandbox stands in for the CRM
 
 	Socket SocketOptions
 
@@ -283,9 +290,16 @@ func (s *Server) routes() {
 	s.addExact("POST", "/api/conversations", s.authed(s.startConversation))
 	s.addPrefix("", "/api/conversations/", s.authed(s.conversationSub))
 	s.addExact("GET", "/ws", s.socket)
+	s.addExact("GET", "/admin/crm/backlog", s.admin(s.crmBacklog))
+	s.addExact("GET", "/admin/crm/dead-letters", s.admin(s.crmDeadLetters))
+	s.addPrefix("POST", "/admin/crm/dead-letters/", s.admin(s.crmReplay))
 	if sb := s.opts.SandboxWhatsApp; sb != nil {
 		s.addPrefix("", "/sandbox/graph/", func(c *call) { sb.HandleAPI(c.ctx) })
 		s.addExact("POST", "/sandbox/whatsapp/inbound", func(c *call) { sb.HandleInbound(c.ctx) })
+	}
+	if sc := s.opts.SandboxCRM; sc != nil {
+		s.addExact("POST", "/sandbox/crm/webhook", func(c *call) { sc.Handle(c.ctx) })
+		s.addExact("GET", "/sandbox/crm/events", func(c *call) { sc.HandleList(c.ctx) })
 	}
 	if tw := s.opts.SandboxTwilio; tw != nil {
 		s.addPrefix("", "/sandbox/twilio/", func(c *call) { tw.HandleAPI(c.ctx) })

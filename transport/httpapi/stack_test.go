@@ -26,6 +26,7 @@ import (
 	"urva/transport/auth"
 	"urva/transport/httpapi"
 	"urva/transport/sandbox"
+	"urva/transport/twilio"
 	"urva/transport/whatsapp"
 )
 
@@ -45,6 +46,13 @@ const (
 	itGuard = 15 * time.Second
 )
 
+// SMS (Twilio) configuration, as sms.account_sid, sms.auth_token and sms.from give it.
+const (
+	itSMSAccountSID = "AC00000000000000000000000000000001"
+	itSMSAuthToken  = "integration-twilio-auth-token"
+	itSMSNumber     = "+919800000002"
+)
+
 // user is an RM or supervisor created in the store.
 type user struct {
 	ID       int64
@@ -59,6 +67,7 @@ type stackConfig struct {
 	apiBase     string                                                    // WhatsApp API base; the sandbox when empty
 	wrap        func(*stack, actors.ProviderClient) actors.ProviderClient // wraps the WhatsApp client
 	statusDelay time.Duration                                             // sandbox delay before each status webhook
+	smsDelay    time.Duration                                             // sandbox Twilio delay before each status callback
 }
 
 type stackOption func(*stackConfig)
@@ -80,6 +89,10 @@ func withClientWrap(f func(*stack, actors.ProviderClient) actors.ProviderClient)
 // withStatusDelay sets the sandbox's delay before each status webhook.
 func withStatusDelay(d time.Duration) stackOption { return func(c *stackConfig) { c.statusDelay = d } }
 
+// withSMSStatusDelay sets the sandbox Twilio's delay before each status
+// callback (time.Hour holds them back for the whole test).
+func withSMSStatusDelay(d time.Duration) stackOption { return func(c *stackConfig) { c.smsDelay = d } }
+
 // stack is the real server wired as cmd/urva/serve.go wires it, on a store
 // that outlives restarts.
 type stack struct {
@@ -97,6 +110,8 @@ type stack struct {
 	base     string // http://host:port
 	sb       *sandbox.WhatsApp
 	wa       *whatsapp.Client
+	tw       *sandbox.Twilio // sandbox Twilio: the SMS provider
+	sms      *twilio.Client
 	sys      *actors.System
 	srv      *httpapi.Server
 	hc       *http.Client
@@ -148,11 +163,11 @@ func (s *stack) createUser(username, password, role, phone string) user {
 	return user{ID: id, Username: username, Password: password, Role: role}
 }
 
-// start runs the stack: sandbox, WhatsApp client, actor system (re-driving
-// queued sends), HTTP server.
+// start runs the stack: sandboxes (WhatsApp, Twilio), WhatsApp and SMS
+// clients, actor system (re-driving queued sends), HTTP server.
 func (s *stack) start(opts ...stackOption) {
 	s.t.Helper()
-	cfg := stackConfig{statusDelay: 5 * time.Millisecond}
+	cfg := stackConfig{statusDelay: 5 * time.Millisecond, smsDelay: 5 * time.Millisecond}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -191,6 +206,33 @@ func (s *stack) start(opts ...stackOption) {
 		AccessToken:   itAccessToken,
 		Timeout:       tuning.ProviderTimeout,
 	})
+	// SMS as serve.go wires it in sandbox mode: the fake Twilio posts to the
+	// server and signs over the public URL; the client sends to the fake.
+	s.tw = sandbox.NewTwilio(sandbox.TwilioOptions{
+		AccountSID:      itSMSAccountSID,
+		AuthToken:       itSMSAuthToken,
+		Number:          itSMSNumber,
+		InboundURL:      s.base + "/webhooks/sms",
+		PublicURL:       s.base,
+		StatusDelay:     cfg.smsDelay,
+		CallbackBackoff: 20 * time.Millisecond,
+		Log:             s.log,
+	})
+	smsFrom, err := actors.NormalizePhone(itSMSNumber)
+	if err != nil {
+		ln.Close()
+		s.sb.Close()
+		s.tw.Close()
+		s.t.Fatalf("sms number: %v", err)
+	}
+	s.sms = twilio.NewClient(twilio.ClientOptions{
+		APIBase:        s.base + "/sandbox/twilio",
+		AccountSID:     itSMSAccountSID,
+		AuthToken:      itSMSAuthToken,
+		From:           smsFrom,
+		StatusCallback: s.base + "/webhooks/sms/status",
+		Timeout:        tuning.ProviderTimeout,
+	})
 	s.hc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: itGuard}
 	var client actors.ProviderClient = s.wa
 	if cfg.wrap != nil {
@@ -201,14 +243,15 @@ func (s *stack) start(opts ...stackOption) {
 	defer cancel()
 	s.sys, err = actors.Start(ctx, actors.Options{
 		Store:           s.store,
-		Providers:       map[string]actors.ProviderClient{persistence.ChannelWhatsApp: client},
-		BusinessNumbers: map[string]string{persistence.ChannelWhatsApp: "+" + itBusinessDigits},
+		Providers:       map[string]actors.ProviderClient{persistence.ChannelWhatsApp: client, persistence.ChannelSMS: s.sms},
+		BusinessNumbers: map[string]string{persistence.ChannelWhatsApp: "+" + itBusinessDigits, persistence.ChannelSMS: smsFrom},
 		Tuning:          tuning,
 		Log:             s.log,
 	})
 	if err != nil {
 		ln.Close()
 		s.sb.Close()
+		s.tw.Close()
 		s.t.Fatalf("start actors: %v", err)
 	}
 	s.srv = httpapi.New(httpapi.Options{
@@ -222,7 +265,9 @@ func (s *stack) start(opts ...stackOption) {
 		AdminToken:          itAdminToken,
 		WhatsAppAppSecret:   itAppSecret,
 		WhatsAppVerifyToken: itVerifyToken,
+		SMSAuthToken:        itSMSAuthToken,
 		SandboxWhatsApp:     s.sb,
+		SandboxTwilio:       s.tw,
 	})
 	s.serveErr = make(chan error, 1)
 	srv := s.srv
@@ -253,7 +298,9 @@ func (s *stack) stop() {
 		s.t.Errorf("actor shutdown: %v", err)
 	}
 	s.sb.Close()
+	s.tw.Close()
 	s.wa.CloseIdleConnections()
+	s.sms.CloseIdleConnections()
 	s.hc.CloseIdleConnections()
 	select {
 	case err := <-s.serveErr:

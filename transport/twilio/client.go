@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"urva/transport/internal/httpx"
 
 	"github.com/valyala/fasthttp"
 
@@ -244,7 +245,7 @@ func sendResult(status int, body, retryAfter []byte, now time.Time) (string, err
 		}
 		return "", &actors.SendError{Code: "bad_response", Title: "Twilio API answered without a message SID", Message: snippet(body), Retry: true}
 	}
-	se := &actors.SendError{RetryAfter: parseRetryAfter(retryAfter, now)}
+	se := &actors.SendError{RetryAfter: httpx.RetryAfter(retryAfter, now)}
 	var ae apiError
 	if json.Unmarshal(body, &ae) == nil && ae.Code != "" {
 		se.Code = string(ae.Code)
@@ -268,27 +269,6 @@ func sendResult(status int, body, retryAfter []byte, now time.Time) (string, err
 		se.Title = fmt.Sprintf("Twilio API error %s", se.Code)
 	}
 	return "", se
-}
-
-// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.
-func parseRetryAfter(v []byte, now time.Time) time.Duration {
-	s := strings.TrimSpace(string(v))
-	if s == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		if n > int64(24*time.Hour/time.Second) {
-			n = int64(24 * time.Hour / time.Second)
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(s); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // snippet is the start of a body for an error message, as valid UTF-8.

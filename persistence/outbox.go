@@ -1,0 +1,183 @@
+package persistence
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// CRM outbox: which changes of a conversation become CRM events, and the
+// data object of each event type. This file is the one place where domain
+// rows map to the generic event schema documented in docs/crm.md; the
+// delivery side sends the data as stored, and an adapter for a specific CRM
+// maps these types to that CRM's format.
+//
+// Conventions of the data objects: every key is always present; ids are
+// numbers, 0 when there is none (an unassigned conversation, an inbound
+// message's RM); strings are "" when empty; times are RFC 3339 in UTC, null
+// when unknown.
+
+// OutboxConversation is the "conversation" object of every event's data.
+type OutboxConversation struct {
+	ID             int64  `json:"id"`
+	Channel        string `json:"channel"`
+	BusinessNumber string `json:"business_number"`
+	AssignedRMID   int64  `json:"assigned_rm_id"` // at the time of the event; 0 = unassigned
+}
+
+// OutboxContact is the "contact" object of every event's data.
+type OutboxContact struct {
+	Phone string `json:"phone"` // E.164 with '+'
+	Name  string `json:"name"`
+}
+
+// OutboxMessage is the "message" object of message.received and message.sent.
+type OutboxMessage struct {
+	ID                int64      `json:"id"`
+	Seq               int64      `json:"seq"`
+	Direction         string     `json:"direction"`
+	Channel           string     `json:"channel"`
+	Type              string     `json:"type"`
+	Text              string     `json:"text"`
+	Media             []Media    `json:"media"`    // [] when none
+	Template          *Template  `json:"template"` // null unless a template send
+	ProviderMessageID string     `json:"provider_message_id"`
+	ClientMsgID       string     `json:"client_msg_id"`
+	Status            string     `json:"status"`
+	RMID              int64      `json:"rm_id"`
+	ProviderTimestamp *time.Time `json:"provider_timestamp"` // null when the provider gave none
+	CreatedAt         time.Time  `json:"created_at"`
+}
+
+// OutboxMessageData is the data of message.received and message.sent.
+type OutboxMessageData struct {
+	Conversation OutboxConversation `json:"conversation"`
+	Contact      OutboxContact      `json:"contact"`
+	Message      OutboxMessage      `json:"message"`
+}
+
+// OutboxMessageRef names the message of a message.status event.
+type OutboxMessageRef struct {
+	ID                int64  `json:"id"`
+	ProviderMessageID string `json:"provider_message_id"`
+	ClientMsgID       string `json:"client_msg_id"`
+	Direction         string `json:"direction"`
+}
+
+// OutboxStatusData is the data of message.status.
+type OutboxStatusData struct {
+	Conversation OutboxConversation `json:"conversation"`
+	Contact      OutboxContact      `json:"contact"`
+	Message      OutboxMessageRef   `json:"message"`
+	Status       string             `json:"status"`
+	Error        json.RawMessage    `json:"error"` // {"code","title","message"} for failed, else null
+}
+
+// OutboxAssignedData is the data of conversation.assigned.
+type OutboxAssignedData struct {
+	Conversation OutboxConversation `json:"conversation"`
+	Contact      OutboxContact      `json:"contact"`
+	RMID         int64              `json:"rm_id"`
+	PreviousRMID int64              `json:"previous_rm_id"` // 0 when it was unassigned (or just created)
+}
+
+func outboxConversation(c *Conversation) OutboxConversation {
+	return OutboxConversation{ID: c.ID, Channel: c.Key.Channel, BusinessNumber: c.Key.BusinessNumber, AssignedRMID: c.AssignedRMID}
+}
+
+func outboxContact(c *Conversation) OutboxContact {
+	return OutboxContact{Phone: c.Key.ContactPhone, Name: c.ContactName}
+}
+
+func outboxMessage(m *Message) OutboxMessage {
+	om := OutboxMessage{
+		ID:                m.ID,
+		Seq:               m.Seq,
+		Direction:         m.Direction,
+		Channel:           m.Channel,
+		Type:              m.Type,
+		Text:              m.Text,
+		Media:             m.Media,
+		Template:          m.Template,
+		ProviderMessageID: m.ProviderMessageID,
+		ClientMsgID:       m.ClientMsgID,
+		Status:            m.Status,
+		RMID:              m.RMID,
+		CreatedAt:         m.CreatedAt.UTC(),
+	}
+	if om.Media == nil {
+		om.Media = []Media{}
+	}
+	if !m.ProviderTimestamp.IsZero() {
+		ts := m.ProviderTimestamp.UTC()
+		om.ProviderTimestamp = &ts
+	}
+	return om
+}
+
+// messageReceivedData maps a stored inbound message.
+func messageReceivedData(c *Conversation, m *Message) OutboxMessageData {
+	return OutboxMessageData{Conversation: outboxConversation(c), Contact: outboxContact(c), Message: outboxMessage(m)}
+}
+
+// messageSentData maps an outbound message the provider just accepted (it
+// carries the provider's id and status "accepted" or later).
+func messageSentData(c *Conversation, m *Message) OutboxMessageData {
+	return OutboxMessageData{Conversation: outboxConversation(c), Contact: outboxContact(c), Message: outboxMessage(m)}
+}
+
+// messageStatusData maps a message whose status just moved forward.
+func messageStatusData(c *Conversation, m *Message) OutboxStatusData {
+	d := OutboxStatusData{
+		Conversation: outboxConversation(c),
+		Contact:      outboxContact(c),
+		Message: OutboxMessageRef{ID: m.ID, ProviderMessageID: m.ProviderMessageID, ClientMsgID: m.ClientMsgID,
+			Direction: m.Direction},
+		Status: m.Status,
+	}
+	if m.Status == StatusFailed && len(m.Error) > 0 {
+		d.Error = m.Error
+	}
+	return d
+}
+
+// conversationAssignedData maps an assignment (c already shows the new RM).
+func conversationAssignedData(c *Conversation, rmID, previousRMID int64) OutboxAssignedData {
+	return OutboxAssignedData{Conversation: outboxConversation(c), Contact: outboxContact(c), RMID: rmID, PreviousRMID: previousRMID}
+}
+
+// outboxCreated writes the events of a conversation this write created: an
+// initial assignment is an assignment for the CRM (from nobody).
+func (t *txn) outboxCreated(conv *Conversation) error {
+	if conv.AssignedRMID == 0 {
+		return nil
+	}
+	return t.insertOutbox(OutboxConversationAssigned, conv.ID, conversationAssignedData(conv, conv.AssignedRMID, 0))
+}
+
+// outboxItem writes the event of one applied item, if it is one the CRM
+// sees: a new inbound message, an outbound message the provider accepted, a
+// status that moved, an assignment. Duplicates and queued outbound messages
+// write nothing. conv is the conversation as the item left it, previousRMID
+// the RM it was assigned to before the item.
+func (t *txn) outboxItem(conv *Conversation, it WriteItem, r ItemResult, previousRMID int64) error {
+	if r.Duplicate {
+		return nil
+	}
+	switch it.Kind {
+	case ItemInbound:
+		return t.insertOutbox(OutboxMessageReceived, conv.ID, messageReceivedData(conv, r.Message))
+	case ItemProviderAccepted:
+		return t.insertOutbox(OutboxMessageSent, conv.ID, messageSentData(conv, r.Message))
+	case ItemStatus:
+		if r.Event == nil {
+			return nil
+		}
+		return t.insertOutbox(OutboxMessageStatus, conv.ID, messageStatusData(conv, r.Message))
+	case ItemAssign:
+		if r.Event == nil {
+			return nil
+		}
+		return t.insertOutbox(OutboxConversationAssigned, conv.ID, conversationAssignedData(conv, conv.AssignedRMID, previousRMID))
+	}
+	return nil
+}
