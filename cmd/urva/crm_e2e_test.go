@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"urva/persistence/storetest"
 	"urva/transport/crm"
 )
 
@@ -71,12 +72,22 @@ func (r *crmReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // flight: after the restart every acknowledged message's event arrives, with
 // the same id and body if it is delivered twice.
 func TestCRMEventsSurviveKill9(t *testing.T) {
+	for _, db := range []string{"sqlite", "mysql"} {
+		t.Run(db, func(t *testing.T) { testCRMEventsSurviveKill9(t, db) })
+	}
+}
+
+func testCRMEventsSurviveKill9(t *testing.T, db string) {
 	const secret, appSecret = "crm-kill-secret", "crm-kill-app-secret"
 	rcv := &crmReceiver{secret: secret, bodies: map[string][]byte{}, wamids: map[string]string{}, got: make(chan struct{}, 1)}
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
-	env := []string{"URVA_DATABASE_DSN=" + filepath.Join(t.TempDir(), "urva.db"), "URVA_WHATSAPP_APP_SECRET=" + appSecret,
-		"URVA_CRM_WEBHOOK_URL=" + srv.URL, "URVA_CRM_SECRET=" + secret}
+	env := []string{"URVA_WHATSAPP_APP_SECRET=" + appSecret, "URVA_CRM_WEBHOOK_URL=" + srv.URL, "URVA_CRM_SECRET=" + secret}
+	if db == "sqlite" {
+		env = append(env, "URVA_DATABASE_DRIVER=sqlite", "URVA_DATABASE_DSN="+filepath.Join(t.TempDir(), "urva.db"))
+	} else {
+		env = append(env, "URVA_DATABASE_DRIVER=mysql", "URVA_DATABASE_DSN="+storetest.DSNForMySQL(t))
+	}
 	s := startServer(t, env...)
 
 	acked := map[string]bool{}
