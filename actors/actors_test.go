@@ -658,3 +658,20 @@ func TestNewContactGoesToLeastLoadedOnlineRM(t *testing.T) {
 		}
 	})
 }
+
+func TestBackoffStaysWithinBounds(t *testing.T) {
+	for _, base := range []time.Duration{time.Millisecond, time.Second, 17179869185, 3 * time.Hour} {
+		for attempt := 1; attempt <= 100; attempt++ {
+			maxDelay := 10 * time.Minute
+			d := backoff(base, maxDelay, attempt)
+			exp := base
+			for i := 1; i < attempt && exp < maxDelay; i++ {
+				exp *= 2
+			}
+			exp = min(exp, maxDelay)
+			if d < exp/2 || d > exp {
+				t.Fatalf("backoff(%s, attempt %d) = %s, want within [%s, %s]", base, attempt, d, exp/2, exp)
+			}
+		}
+	}
+}

@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,7 +160,7 @@ func (a *crmSyncActor) deliver(ev *persistence.OutboxEvent) {
 		}
 		return
 	}
-	delay := backoffJitter(a.opts.Backoff, a.opts.MaxBackoff, ev.Attempts+1)
+	delay := backoff(a.opts.Backoff, a.opts.MaxBackoff, ev.Attempts+1)
 	var ra interface{ RetryAfter() time.Duration }
 	if errors.As(err, &ra) && ra.RetryAfter() > delay {
 		delay = min(ra.RetryAfter(), a.opts.MaxBackoff)
@@ -175,16 +174,6 @@ func (a *crmSyncActor) deliver(ev *persistence.OutboxEvent) {
 	if err := a.opts.Outbox.OutboxFailed(wctx, ev.ID, err.Error(), now.Add(delay), dead); err != nil {
 		log.Warn().Err(err).Msg("record failed crm attempt")
 	}
-}
-
-// backoffJitter is base*2^(attempt-1), capped at maxDelay, drawn uniformly
-// from its upper half.
-func backoffJitter(base, maxDelay time.Duration, attempt int) time.Duration {
-	d := base << min(max(attempt-1, 0), 30)
-	if d <= 0 || d > maxDelay {
-		d = maxDelay
-	}
-	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
 // WakeCRM tells the CRM sync actor to look at the outbox now (after a

@@ -115,10 +115,14 @@ func (a *providerActor) deliver(req *msg.ProviderSend) *msg.ProviderResult {
 		Error: &msg.ProviderError{Code: last.Code, Title: last.Title, Message: last.Message}}
 }
 
-// backoff is base*2^(attempt-1), capped, with full jitter over its upper half.
+// backoff is base*2^(attempt-1), capped at maxDelay, drawn uniformly from
+// its upper half (jitter). Doubling stops at the cap, so nothing overflows.
 func backoff(base, maxDelay time.Duration, attempt int) time.Duration {
-	d := base << min(attempt-1, 20)
-	if d > maxDelay || d <= 0 {
+	d := base
+	for i := 1; i < attempt && d < maxDelay; i++ {
+		d *= 2
+	}
+	if d <= 0 || d > maxDelay {
 		d = maxDelay
 	}
 	half := d / 2

@@ -759,3 +759,31 @@ func TestIntegrationStatusBeforeProviderAnswerAfterRestart(t *testing.T) {
 		s.earlyStatusChecked(ws2, tok, conv, m, waitEarly(t, early))
 	})
 }
+
+// A message type WhatsApp has not documented yet is stored as such, with the
+// provider's object kept whole, never dropped.
+func TestIntegrationUnknownMessageTypeIsStored(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, store persistence.Store) {
+		s := newStack(t, store)
+		tok := s.login(s.rmA)
+		ws := s.dial(tok)
+		ws.online()
+		body := []byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
+			"messaging_product":"whatsapp","metadata":{"display_phone_number":"` + itBusinessDigits + `","phone_number_id":"` + itPhoneNumberID + `"},
+			"contacts":[{"profile":{"name":"Future"},"wa_id":"919811100099"}],
+			"messages":[{"from":"919811100099","id":"wamid.FUTURE1","timestamp":"1767225600","type":"hologram","hologram":{"id":"h1","depth":3}}]}}]}]}`)
+		if r := s.signedWebhook(body); r.status != http.StatusOK {
+			t.Fatalf("webhook: %v", r)
+		}
+		f := ws.next("message")
+		if f.Message == nil || f.Message.Type != "hologram" {
+			t.Fatalf("frame %s", f)
+		}
+		if !strings.Contains(f.raw, `"depth":3`) {
+			t.Fatalf("the provider's object is not kept: %s", f)
+		}
+		if evs := s.events(tok, f.ConversationID); len(evs) != 1 || evs[0].Message.Type != "hologram" {
+			t.Fatalf("events %v", evs)
+		}
+	})
+}

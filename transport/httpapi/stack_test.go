@@ -23,7 +23,9 @@ import (
 	"urva/actors"
 	"urva/actors/msg"
 	"urva/persistence"
+	"urva/persistence/storetest"
 	"urva/transport/auth"
+	"urva/transport/crm"
 	"urva/transport/httpapi"
 	"urva/transport/sandbox"
 	"urva/transport/twilio"
@@ -68,6 +70,11 @@ type stackConfig struct {
 	wrap        func(*stack, actors.ProviderClient) actors.ProviderClient // wraps the WhatsApp client
 	statusDelay time.Duration                                             // sandbox delay before each status webhook
 	smsDelay    time.Duration                                             // sandbox Twilio delay before each status callback
+
+	crm       bool          // CRM sync on (withCRM)
+	crmURL    string        // crm.webhook_url
+	crmMaxAge time.Duration // crm.max_age
+	crmWake   *crmWaker     // the store's OnOutbox hook, or nil
 }
 
 type stackOption func(*stackConfig)
@@ -93,6 +100,18 @@ func withStatusDelay(d time.Duration) stackOption { return func(c *stackConfig) 
 // callback (time.Hour holds them back for the whole test).
 func withSMSStatusDelay(d time.Duration) stackOption { return func(c *stackConfig) { c.smsDelay = d } }
 
+// withCRM turns CRM sync on as serve.go does with crm.webhook_url = url,
+// crm.secret = itCRMSecret and crm.max_age = maxAge, with fast retries
+// (backoff 1ms doubling up to 20ms, a 10ms poll). The store must have been
+// opened with the outbox on and the same maximum age (forEachCRM); wake is
+// the hook its commits call, attached to each run (nil: the poll alone).
+// Every committed delivery outcome is recorded in stack.crmOut.
+func withCRM(url string, maxAge time.Duration, wake *crmWaker) stackOption {
+	return func(c *stackConfig) {
+		c.crm, c.crmURL, c.crmMaxAge, c.crmWake = true, url, maxAge, wake
+	}
+}
+
 // stack is the real server wired as cmd/urva/serve.go wires it, on a store
 // that outlives restarts.
 type stack struct {
@@ -117,6 +136,12 @@ type stack struct {
 	hc       *http.Client
 	serveErr chan error
 	running  bool
+
+	// CRM sync (withCRM): the webhook client and the wake hook of the
+	// current run; crmOut outlives restarts.
+	crmHook    *crmWaker
+	crmWebhook *crm.Webhook
+	crmOut     *crmOutcomes
 
 	mu      sync.Mutex
 	sockets []*wsClient
@@ -239,6 +264,35 @@ func (s *stack) start(opts ...stackOption) {
 		client = cfg.wrap(s, client)
 	}
 
+	// CRM sync as serve.go wires it: the generic signed webhook drained from
+	// the store's outbox, woken by the store's commits.
+	var crmOpts *actors.CRMOptions
+	var outbox persistence.Outbox
+	s.crmHook, s.crmWebhook = nil, nil
+	if cfg.crm {
+		ob, ok := s.store.(persistence.Outbox)
+		if !ok {
+			ln.Close()
+			s.sb.Close()
+			s.tw.Close()
+			s.t.Fatalf("store %T does not implement persistence.Outbox", s.store)
+		}
+		outbox = ob
+		if s.crmOut == nil {
+			s.crmOut = newCRMOutcomes()
+		}
+		s.crmHook = cfg.crmWake
+		s.crmWebhook = crm.NewWebhook(crm.WebhookOptions{URL: cfg.crmURL, Secret: itCRMSecret, Timeout: 5 * time.Second})
+		crmOpts = &actors.CRMOptions{
+			Sender:     crm.OutboxSender{Adapter: s.crmWebhook},
+			Outbox:     &observedOutbox{Outbox: ob, out: s.crmOut},
+			MaxAge:     cfg.crmMaxAge,
+			Backoff:    time.Millisecond,
+			MaxBackoff: 20 * time.Millisecond,
+			Poll:       10 * time.Millisecond,
+		}
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), itGuard)
 	defer cancel()
 	s.sys, err = actors.Start(ctx, actors.Options{
@@ -247,12 +301,23 @@ func (s *stack) start(opts ...stackOption) {
 		BusinessNumbers: map[string]string{persistence.ChannelWhatsApp: "+" + itBusinessDigits, persistence.ChannelSMS: smsFrom},
 		Tuning:          tuning,
 		Log:             s.log,
+		CRM:             crmOpts,
 	})
 	if err != nil {
 		ln.Close()
 		s.sb.Close()
 		s.tw.Close()
 		s.t.Fatalf("start actors: %v", err)
+	}
+	if cfg.crm {
+		if s.crmHook != nil {
+			s.crmHook.attach(s.sys)
+		}
+		s.sys.WakeCRM() // events left by the previous run
+	}
+	var crmWake func()
+	if outbox != nil {
+		crmWake = s.sys.WakeCRM
 	}
 	s.srv = httpapi.New(httpapi.Options{
 		Addr:                s.addr,
@@ -268,6 +333,9 @@ func (s *stack) start(opts ...stackOption) {
 		SMSAuthToken:        itSMSAuthToken,
 		SandboxWhatsApp:     s.sb,
 		SandboxTwilio:       s.tw,
+		Outbox:              outbox,
+		CRMWake:             crmWake,
+		CRMMaxAge:           cfg.crmMaxAge,
 	})
 	s.serveErr = make(chan error, 1)
 	srv := s.srv
@@ -294,8 +362,14 @@ func (s *stack) stop() {
 	if err := s.srv.Shutdown(ctx); err != nil {
 		s.t.Errorf("http shutdown: %v", err)
 	}
+	if s.crmHook != nil {
+		s.crmHook.attach(nil)
+	}
 	if err := s.sys.Shutdown(ctx); err != nil {
 		s.t.Errorf("actor shutdown: %v", err)
+	}
+	if s.crmWebhook != nil {
+		s.crmWebhook.CloseIdleConnections()
 	}
 	s.sb.Close()
 	s.tw.Close()
@@ -844,4 +918,142 @@ func waitSent(t *testing.T, ch <-chan sandbox.SentMessage) sandbox.SentMessage {
 		t.Fatal("nothing reached the sandbox")
 	}
 	return sandbox.SentMessage{}
+}
+
+// ---- CRM sync
+
+// itCRMSecret is crm.secret: the key of X-Urva-Signature.
+const itCRMSecret = "integration-crm-secret"
+
+// crmWaker is a store's OnOutbox hook: it wakes the CRM sync actor of the
+// run attached to it, as serve.go's hook does.
+type crmWaker struct{ sys atomic.Pointer[actors.System] }
+
+func (w *crmWaker) attach(sys *actors.System) { w.sys.Store(sys) }
+
+func (w *crmWaker) wake() {
+	if sys := w.sys.Load(); sys != nil {
+		sys.WakeCRM()
+	}
+}
+
+// forEachCRM is storetest.ForEach with the CRM outbox on: each subtest
+// ("sqlite", "mysql") gets a fresh migrated store whose events expire after
+// maxAge and whose commits call the returned waker (pass it to withCRM).
+func forEachCRM(t *testing.T, maxAge time.Duration, fn func(t *testing.T, store persistence.Store, wake *crmWaker)) {
+	t.Helper()
+	run := func(open func(testing.TB, func(*persistence.Config)) persistence.Store) func(*testing.T) {
+		return func(t *testing.T) {
+			wake := &crmWaker{}
+			store := open(t, func(c *persistence.Config) {
+				c.Outbox = true
+				c.OutboxMaxAge = maxAge
+				c.OnOutbox = wake.wake
+			})
+			fn(t, store, wake)
+		}
+	}
+	t.Run("sqlite", run(storetest.OpenSQLiteConfig))
+	t.Run("mysql", run(storetest.OpenMySQLConfig))
+}
+
+// watch is state under a mutex whose every change wakes the goroutines
+// waiting for a condition on it.
+type watch struct {
+	mu      sync.Mutex
+	changed chan struct{}
+}
+
+func newWatch() watch { return watch{changed: make(chan struct{})} }
+
+// update changes the state under the lock and wakes the waiters.
+func (w *watch) update(f func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f()
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// read looks at the state under the lock.
+func (w *watch) read(f func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f()
+}
+
+// wait returns once cond (called under the lock) holds; it fails the test
+// after itGuard.
+func (w *watch) wait(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	guard := time.NewTimer(itGuard)
+	defer guard.Stop()
+	for {
+		w.mu.Lock()
+		ok, ch := cond(), w.changed
+		w.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-guard.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// crmOutcome is one delivery attempt of the CRM sync actor as it committed
+// it to the outbox.
+type crmOutcome struct {
+	ID        int64  // outbox row id
+	LastError string // "" when delivered
+	Dead      bool   // the attempt made it a dead letter
+}
+
+// crmOutcomes records the committed outcomes of a stack's CRM deliveries.
+type crmOutcomes struct {
+	watch
+	list []crmOutcome // guarded by watch.mu
+}
+
+func newCRMOutcomes() *crmOutcomes { return &crmOutcomes{watch: newWatch()} }
+
+func (o *crmOutcomes) add(c crmOutcome) { o.update(func() { o.list = append(o.list, c) }) }
+
+// waitCount waits until at least n recorded outcomes satisfy match.
+func (o *crmOutcomes) waitCount(t *testing.T, what string, n int, match func(crmOutcome) bool) {
+	t.Helper()
+	o.wait(t, what, func() bool {
+		k := 0
+		for _, c := range o.list {
+			if match(c) {
+				k++
+			}
+		}
+		return k >= n
+	})
+}
+
+// observedOutbox is the CRM sync actor's outbox, reporting each delivery
+// outcome once the store has committed it.
+type observedOutbox struct {
+	persistence.Outbox
+	out *crmOutcomes
+}
+
+func (o *observedOutbox) OutboxDelivered(ctx context.Context, id int64, at time.Time) error {
+	err := o.Outbox.OutboxDelivered(ctx, id, at)
+	if err == nil {
+		o.out.add(crmOutcome{ID: id})
+	}
+	return err
+}
+
+func (o *observedOutbox) OutboxFailed(ctx context.Context, id int64, lastError string, next time.Time, dead bool) error {
+	err := o.Outbox.OutboxFailed(ctx, id, lastError, next, dead)
+	if err == nil {
+		o.out.add(crmOutcome{ID: id, LastError: lastError, Dead: dead})
+	}
+	return err
 }

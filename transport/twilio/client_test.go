@@ -292,4 +292,3 @@ func TestLooksLikeSID(t *testing.T) {
 		}
 	}
 }
-

@@ -249,4 +249,3 @@ func TestClientRefusesBadRequestsLocally(t *testing.T) {
 	default:
 	}
 }
-
