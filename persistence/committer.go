@@ -17,7 +17,7 @@ import (
 // Group commit (design invariant 6).
 //
 // Every write (conversation writes, webhook log rows, webhook outcomes, CRM
-// outbox state changes) is queued as an op. One committer goroutine takes up
+// outbox state changes, call recording paths) is queued as an op. One committer goroutine takes up
 // to BatchMaxRows ops, waiting at most BatchMaxWait after the first one
 // arrived, applies them all in ONE transaction and then calls their
 // completions in queue order. With a single committer, commit order is queue
@@ -47,6 +47,7 @@ const (
 	opOutboxDelivered
 	opOutboxFailed
 	opOutboxReplay
+	opCallRecordingPath
 )
 
 type op struct {
@@ -65,6 +66,8 @@ type op struct {
 
 	ob     *outboxUpdate
 	obdone func(int64, error)
+
+	callRec *callRecordingUpdate // completes through odone
 
 	// Outcome of the current attempt.
 	res   *WriteResult
@@ -101,7 +104,7 @@ func (o *op) complete() {
 		if o.hdone != nil {
 			o.hdone(o.logID, o.err)
 		}
-	case opWebhookOutcome:
+	case opWebhookOutcome, opCallRecordingPath:
 		if o.odone != nil {
 			o.odone(o.err)
 		}
@@ -384,6 +387,8 @@ func (s *store) applyOp(t *txn, o *op) {
 		o.err = s.updateWebhookOutcome(t, o.outcomeID, o.outcome)
 	case opOutboxDelivered, opOutboxFailed, opOutboxReplay:
 		o.n, o.err = s.applyOutboxUpdate(t, o.kind, o.ob)
+	case opCallRecordingPath:
+		o.err = s.applyCallRecordingPath(t, o.callRec)
 	default:
 		o.err = fmt.Errorf("%w: unknown op %d", ErrInvalid, o.kind)
 	}

@@ -80,6 +80,34 @@ type OutboxAssignedData struct {
 	PreviousRMID int64              `json:"previous_rm_id"` // 0 when it was unassigned (or just created)
 }
 
+// OutboxCall is the "call" object of call.completed and call.failed, and
+// the Detail of every "call" event (the call as it was after the change).
+type OutboxCall struct {
+	ID              int64           `json:"id"`
+	Status          string          `json:"status"`
+	RMID            int64           `json:"rm_id"`
+	ContactPhone    string          `json:"contact_phone"`
+	RMPhone         string          `json:"rm_phone"`
+	CallerID        string          `json:"caller_id"`
+	FirstLeg        string          `json:"first_leg"` // "contact" or "rm"
+	ProviderCallSID string          `json:"provider_call_sid"`
+	RequestedAt     time.Time       `json:"requested_at"`
+	AnsweredAt      *time.Time      `json:"answered_at"` // null when not known
+	StartedAt       *time.Time      `json:"started_at"`
+	EndedAt         *time.Time      `json:"ended_at"`
+	TalkSeconds     int             `json:"talk_seconds"`
+	RecordingURL    string          `json:"recording_url"`
+	Legs            json.RawMessage `json:"legs"`  // the dialler's per-leg report, null when not known
+	Error           string          `json:"error"` // why the call failed, "" otherwise
+}
+
+// OutboxCallData is the data of call.completed and call.failed.
+type OutboxCallData struct {
+	Conversation OutboxConversation `json:"conversation"`
+	Contact      OutboxContact      `json:"contact"`
+	Call         OutboxCall         `json:"call"`
+}
+
 func outboxConversation(c *Conversation) OutboxConversation {
 	return OutboxConversation{ID: c.ID, Channel: c.Key.Channel, BusinessNumber: c.Key.BusinessNumber, AssignedRMID: c.AssignedRMID}
 }
@@ -112,6 +140,54 @@ func outboxMessage(m *Message) OutboxMessage {
 		om.ProviderTimestamp = &ts
 	}
 	return om
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// OutboxCallOf renders a call as the "call" object (events, CRM data; the
+// transport layer can use it for its own call frames too).
+func OutboxCallOf(c *Call) OutboxCall {
+	oc := OutboxCall{
+		ID:              c.ID,
+		Status:          c.Status,
+		RMID:            c.RMID,
+		ContactPhone:    c.ContactPhone,
+		RMPhone:         c.RMPhone,
+		CallerID:        c.CallerID,
+		FirstLeg:        c.FirstLeg,
+		ProviderCallSID: c.ProviderCallSID,
+		RequestedAt:     c.RequestedAt.UTC(),
+		AnsweredAt:      optTime(c.AnsweredAt),
+		StartedAt:       optTime(c.StartedAt),
+		EndedAt:         optTime(c.EndedAt),
+		TalkSeconds:     c.TalkSeconds,
+		RecordingURL:    c.RecordingURL,
+		Error:           c.Error,
+	}
+	if len(c.Legs) > 0 {
+		oc.Legs = c.Legs
+	}
+	return oc
+}
+
+// callEndedData maps a call that just reached a terminal status.
+func callEndedData(c *Conversation, call *Call) OutboxCallData {
+	return OutboxCallData{Conversation: outboxConversation(c), Contact: outboxContact(c), Call: OutboxCallOf(call)}
+}
+
+// callEndedType is call.completed for a completed call, call.failed for
+// every other terminal status.
+func callEndedType(status string) string {
+	if status == CallCompleted {
+		return OutboxCallCompleted
+	}
+	return OutboxCallFailed
 }
 
 // messageReceivedData maps a stored inbound message.
@@ -156,8 +232,8 @@ func (t *txn) outboxCreated(conv *Conversation) error {
 
 // outboxItem writes the event of one applied item, if it is one the CRM
 // sees: a new inbound message, an outbound message the provider accepted, a
-// status that moved, an assignment. Duplicates and queued outbound messages
-// write nothing. conv is the conversation as the item left it, previousRMID
+// status that moved, an assignment, a call that reached a terminal status.
+// Duplicates, queued outbound messages and other call changes write nothing. conv is the conversation as the item left it, previousRMID
 // the RM it was assigned to before the item.
 func (t *txn) outboxItem(conv *Conversation, it WriteItem, r ItemResult, previousRMID int64) error {
 	if r.Duplicate {
@@ -178,6 +254,13 @@ func (t *txn) outboxItem(conv *Conversation, it WriteItem, r ItemResult, previou
 			return nil
 		}
 		return t.insertOutbox(OutboxConversationAssigned, conv.ID, conversationAssignedData(conv, conv.AssignedRMID, previousRMID))
+	case ItemCall:
+		// An event means the call was created or its status moved; terminal
+		// statuses share the top rank, so this happens once per call.
+		if r.Event == nil || r.Call == nil || !CallTerminal(r.Call.Status) {
+			return nil
+		}
+		return t.insertOutbox(callEndedType(r.Call.Status), conv.ID, callEndedData(conv, r.Call))
 	}
 	return nil
 }

@@ -10,6 +10,11 @@
 // Deduplication (provider ids, client message ids, status history) and the
 // assignment of the next per-conversation seq happen inside that transaction,
 // so the database, not any actor, is the source of truth.
+//
+// Voice calls are conversation writes too: a call is created and moved
+// through its states by WriteItems of kind ItemCall, so every transition
+// that shows in the conversation's timeline takes the conversation's next seq
+// in the same transaction as the call row (calls.go).
 package persistence
 
 import (
@@ -71,6 +76,10 @@ const (
 	EventMessage  = "message"
 	EventStatus   = "status"
 	EventAssigned = "assigned"
+	// EventCall is a call's creation or a move of its status: Status is the
+	// call's new status and Detail the call as it was after the change (the
+	// "call" object of docs/crm.md, OutboxCall).
+	EventCall = "call"
 )
 
 // RM roles.
@@ -191,8 +200,8 @@ type Event struct {
 	Seq            int64
 	Type           string
 	MessageID      int64           // message and status events
-	Status         string          // status events
-	Detail         json.RawMessage // status error, assignment details, ...
+	Status         string          // status events: the message's status; call events: the call's status
+	Detail         json.RawMessage // status error, assignment details, the call's snapshot, ...
 	CreatedAt      time.Time
 }
 
@@ -222,6 +231,11 @@ const (
 	ItemProviderAccepted
 	// ItemAssign assigns the conversation to AssignRMID (only when unassigned if OnlyIfUnassigned).
 	ItemAssign
+	// ItemCall creates a call of this conversation or applies a change to one
+	// (see CallChange): a "call" event whenever the call is created or its
+	// status moves forward (CallStatusRank); a call.completed or call.failed
+	// CRM event when it reaches a terminal status.
+	ItemCall
 )
 
 // WriteItem is one thing that happened to a conversation.
@@ -235,6 +249,8 @@ type WriteItem struct {
 	// (STOP: true) or opt-in (START: false) when, and only when, the message
 	// is stored: a redelivered old STOP changes nothing.
 	SMSOptOut *bool
+	// Call is what an ItemCall does.
+	Call *CallChange
 }
 
 // ConversationWrite is everything one conversation actor commits at once.
@@ -260,12 +276,18 @@ type ItemResult struct {
 	// Duplicate is true when the item was already stored (same provider id,
 	// same client_msg_id, same status) or changed nothing (a status that would
 	// move backwards, an assignment to the same RM). No event was written.
+	// For a call change it means the call's status did not move (fields may
+	// still have been completed: see Call).
 	Duplicate bool
 	// Message is the stored message after the item (for duplicates, the row
 	// that was already there). Nil for assignments.
 	Message *Message
 	// Event is the event written, nil when the item was a duplicate or invisible.
 	Event *Event
+	// Call is the call row after an ItemCall (for duplicates, the row as it
+	// is, with any fields the item completed). Nil for other items, and for a
+	// change of a call that is not found in this conversation.
+	Call *Call
 }
 
 // WriteResult reports a committed ConversationWrite.
@@ -273,6 +295,137 @@ type WriteResult struct {
 	Conversation Conversation // state after the write (LastSeq advanced)
 	Created      bool         // the conversation was created by this write
 	Items        []ItemResult // one per WriteItem, same order
+}
+
+// Call statuses. A call starts requested, moves forward through dialling,
+// contact_answered and connected, and ends in exactly one terminal status.
+const (
+	CallRequested       = "requested"        // stored, not yet handed to the dialler
+	CallDialling        = "dialling"         // the dialler accepted it and rings the first leg
+	CallContactAnswered = "contact_answered" // the contact picked up
+	CallConnected       = "connected"        // both legs bridged
+	CallCompleted       = "completed"        // terminal: the call took place
+	CallNoAnswer        = "no_answer"        // terminal
+	CallBusy            = "busy"             // terminal
+	CallFailed          = "failed"           // terminal
+	CallCanceled        = "canceled"         // terminal
+)
+
+// Which party a click-to-call rings first.
+const (
+	CallLegContact = "contact"
+	CallLegRM      = "rm"
+)
+
+// CallStatusRank orders call statuses for the "never backwards" rule:
+// requested 1 < dialling 2 < contact_answered 3 < connected 4 < every
+// terminal status 5. Terminal statuses share a rank, so the first one stored
+// wins and a later one changes nothing. 0 for an unknown status.
+func CallStatusRank(s string) int {
+	switch s {
+	case CallRequested:
+		return 1
+	case CallDialling:
+		return 2
+	case CallContactAnswered:
+		return 3
+	case CallConnected:
+		return 4
+	case CallCompleted, CallNoAnswer, CallBusy, CallFailed, CallCanceled:
+		return 5
+	}
+	return 0
+}
+
+// CallTerminal reports whether s ends a call.
+func CallTerminal(s string) bool { return CallStatusRank(s) == 5 }
+
+// Call is one click-to-call between an RM and a contact, in a conversation.
+// Zero times are "not known"; Legs is the dialler's per-leg report (JSON, as
+// the caller gave it, e.g. [{"party","status","duration_seconds"}]).
+type Call struct {
+	ID              int64
+	ConversationID  int64
+	RMID            int64
+	ContactPhone    string
+	RMPhone         string
+	CallerID        string // the number the parties see
+	FirstLeg        string // CallLegContact or CallLegRM
+	Status          string
+	ProviderCallSID string // the dialler's id (Exotel CallSid); "" until it accepted the call
+	RequestedAt     time.Time
+	AnsweredAt      time.Time // the contact answered
+	StartedAt       time.Time // the parties were connected
+	EndedAt         time.Time
+	TalkSeconds     int
+	RecordingURL    string
+	RecordingPath   string // the server's downloaded copy, "" when none
+	Legs            json.RawMessage
+	Error           string // why a call failed, "" otherwise
+	UpdatedAt       time.Time
+}
+
+// CallChange is what an ItemCall does to a call.
+//
+// With New set (and CallID 0) it creates a call in the write's conversation
+// from New's RMID, ContactPhone (default: the conversation's contact),
+// RMPhone, CallerID, FirstLeg (default CallLegContact) and RequestedAt
+// (default At, else the commit time), with status Status (default
+// CallRequested) and the fields below.
+//
+// Otherwise it changes the call CallID (or, when CallID is 0, the call whose
+// provider id is ProviderCallSID). Status, when set, is recorded once per
+// (call, status) in the call's status history (a repeat is a duplicate) and
+// becomes the call's status only when it ranks higher (CallStatusRank):
+// never backwards, and the first terminal status wins. The other fields are
+// merged: a non-zero value fills a field that is empty, and replaces a stored
+// value only when the change's status ranks at least as high as the call's
+// (a repeated terminal callback with more data completes the call, a late
+// intermediate one only fills gaps). A provider id once set is kept (a
+// different one is logged, not stored). A "call" event is written only when
+// the call is created or its status moved.
+type CallChange struct {
+	CallID          int64 // 0 = create a new call from New (or find it by ProviderCallSID)
+	Status          string
+	At              time.Time // when the provider says the status happened; default the commit time
+	ProviderCallSID string
+	AnsweredAt      time.Time
+	StartedAt       time.Time
+	EndedAt         time.Time
+	TalkSeconds     int
+	RecordingURL    string
+	Legs            json.RawMessage
+	Error           string          // cut to 1000 characters
+	Raw             json.RawMessage // the provider's callback, kept in the status history
+	New             *Call           // for creation: RMID, phones, caller id, first leg
+}
+
+// CallStatusEntry is one row of a call's status history.
+type CallStatusEntry struct {
+	CallID int64
+	Status string
+	At     time.Time
+	Detail json.RawMessage // the provider's callback (CallChange.Raw), nil when none
+}
+
+// Calls reads calls and records their downloaded recordings. Store includes
+// it; it is a separate interface so that code needing only calls can say so.
+type Calls interface {
+	// CallByID reads one call; ErrNotFound when there is none.
+	CallByID(ctx context.Context, id int64) (*Call, error)
+	// CallByProviderSID reads the call with the dialler's id; ErrNotFound when there is none.
+	CallByProviderSID(ctx context.Context, sid string) (*Call, error)
+	// UnfinishedCalls lists calls not in a terminal status that were
+	// requested before requestedBefore (all when zero), oldest first
+	// (reconciliation after a restart or a lost callback).
+	UnfinishedCalls(ctx context.Context, requestedBefore time.Time, limit int) ([]Call, error)
+	// CallStatusHistory lists every status recorded for a call, in the order
+	// they were recorded.
+	CallStatusHistory(ctx context.Context, callID int64) ([]CallStatusEntry, error)
+	// SetCallRecordingPath records where the server stored the call's
+	// recording (through the group commit; not a visible event).
+	// ErrNotFound when there is no such call.
+	SetCallRecordingPath(ctx context.Context, id int64, path string) error
 }
 
 // WebhookLog is one raw provider request as received.
@@ -313,7 +466,7 @@ type EventRecord struct {
 	Conversation Conversation
 	ContactPhone string
 	ContactName  string
-	Message      *Message // for message and status events
+	Message      *Message // for message and status events; nil for others (a call event's call is in Detail)
 }
 
 // Store is the database. Writes are group-committed: each call waits for the
@@ -358,6 +511,9 @@ type Store interface {
 	// PendingOutbound lists outbound messages still queued (no provider id, not failed), oldest first.
 	PendingOutbound(ctx context.Context, limit int) ([]OutboundPending, error)
 
+	// Calls (created and changed by ItemCall writes).
+	Calls
+
 	// Operations.
 	Ping(ctx context.Context) error
 	Migrate(ctx context.Context) error
@@ -372,6 +528,11 @@ const (
 	OutboxMessageSent          = "message.sent"
 	OutboxMessageStatus        = "message.status"
 	OutboxConversationAssigned = "conversation.assigned"
+	// OutboxCallCompleted: a call ended with status completed.
+	OutboxCallCompleted = "call.completed"
+	// OutboxCallFailed: a call ended without taking place (no_answer, busy,
+	// failed, canceled; the status is in the data).
+	OutboxCallFailed = "call.failed"
 )
 
 // Outbox states.

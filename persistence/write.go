@@ -121,6 +121,8 @@ func validateItem(it WriteItem) error {
 			return invalid("negative RM id")
 		}
 		return nil
+	case ItemCall:
+		return validateCallChange(it.Call)
 	}
 	return invalid("unknown item kind %d", it.Kind)
 }
@@ -198,6 +200,8 @@ func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResu
 			r, err = t.providerAccepted(conv, it.Status)
 		case ItemAssign:
 			r, err = t.assign(conv, it)
+		case ItemCall:
+			r, err = t.call(conv, it.Call)
 		}
 		if err == nil && s.cfg.Outbox {
 			// The CRM event goes in the same transaction as the change.

@@ -71,6 +71,14 @@ func RunConfig(t *testing.T, open Opener) {
 		{name: "OutboxBacklog", cfg: testOutboxBacklog},
 		{name: "OutboxNotify", cfg: testOutboxNotify},
 		{name: "OutboxGroupCommit", cfg: testOutboxGroupCommit},
+		{name: "CallLifecycle", fn: testCallLifecycle},
+		{name: "CallOutOfOrder", fn: testCallOutOfOrder},
+		{name: "CallMerge", fn: testCallMerge},
+		{name: "CallProviderSIDUnique", fn: testCallProviderSIDUnique},
+		{name: "UnfinishedCalls", fn: testUnfinishedCalls},
+		{name: "CallRecordingPath", fn: testCallRecordingPath},
+		{name: "CallInvalid", fn: testCallInvalid},
+		{name: "CallOutbox", cfg: testCallOutbox},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
