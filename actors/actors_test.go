@@ -675,3 +675,15 @@ func TestBackoffStaysWithinBounds(t *testing.T) {
 		}
 	}
 }
+
+func TestInputTheStoreRefusesIsABadRequest(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, store persistence.Store) {
+		e := newEnv(t, store, newFakeProvider(), nil)
+		in := inbound("+919811100050", "wamid.BIG", "x")
+		in.Message.Type = strings.Repeat("t", 1000) // longer than any message type
+		_, err := e.sys.Ingest(context.Background(), []Inbound{in})
+		if !errors.Is(err, ErrBadRequest) {
+			t.Fatalf("want a bad request, got %v", err)
+		}
+	})
+}

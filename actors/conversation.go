@@ -487,10 +487,14 @@ func (a *conversationActor) failPending(err error) {
 	a.pending = nil
 }
 
-// storeError marks database failures as ErrUnavailable for transport.
+// storeError maps a store failure for transport: input the store refused
+// is a bad request (retrying cannot help), anything else is unavailable.
 func storeError(err error) error {
-	if errors.Is(err, ErrUnavailable) {
+	switch {
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrBadRequest):
 		return err
+	case errors.Is(err, persistence.ErrInvalid):
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
 }

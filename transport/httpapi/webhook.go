@@ -132,6 +132,11 @@ func (s *Server) commitWebhook(c *call, provider string, headers, body []byte, i
 			s.store.SetWebhookOutcome(lg.id, outcomeFailed+ingestErr.Error(), nil)
 		}
 	}
+	if lg.err == nil && errors.Is(ingestErr, actors.ErrBadRequest) {
+		// Input the store refuses: retrying cannot help, say why.
+		writeError(c.ctx, fasthttp.StatusBadRequest, ingestErr.Error())
+		return "", false
+	}
 	if lg.err != nil || ingestErr != nil {
 		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
 		return "", false
