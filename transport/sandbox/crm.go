@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -45,46 +44,39 @@ const maxCRMEventsKept = 10000
 // duplicate of an event already dropped is recorded again. It is safe for
 // concurrent use.
 type CRM struct {
-	o   CRMOptions
-	log zerolog.Logger
+	fake[ReceivedEvent]
+	o CRMOptions
 
-	mu         sync.Mutex
-	closed     bool
+	// guarded by mu
 	failAll    int
 	failConv   map[int64]int
 	events     []*ReceivedEvent // oldest first
 	byID       map[string]*ReceivedEvent
 	failed     map[string]int // failed attempts of ids not recorded yet
 	duplicates int
-	subs       map[int]chan ReceivedEvent
-	nextSub    int
 }
 
 // NewCRM returns a fake CRM.
 func NewCRM(o CRMOptions) *CRM {
-	return &CRM{
+	c := &CRM{
+		fake:     newFake[ReceivedEvent](o.Log, "crm", webhooks{}),
 		o:        o,
-		log:      o.Log.With().Str("sandbox", "crm").Logger(),
 		failConv: make(map[int64]int),
 		byID:     make(map[string]*ReceivedEvent),
 		failed:   make(map[string]int),
-		subs:     make(map[int]chan ReceivedEvent),
 	}
+	c.dup = ReceivedEvent.clone
+	return c
+}
+
+// clone is e with its own copy of Data.
+func (e ReceivedEvent) clone() ReceivedEvent {
+	e.Data = bytes.Clone(e.Data)
+	return e
 }
 
 // Close closes every subscription; webhooks after Close are answered 503.
-func (c *CRM) Close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
-	}
-	c.closed = true
-	for id, ch := range c.subs {
-		delete(c.subs, id)
-		close(ch)
-	}
-}
+func (c *CRM) Close() { c.close() }
 
 // failureStatus is status as an injected failure: a 3xx, 4xx or 5xx status,
 // or 0 (healthy).
@@ -121,12 +113,7 @@ func (c *CRM) FailFor(conversationID int64, status int) {
 func (c *CRM) Received() []ReceivedEvent {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]ReceivedEvent, len(c.events))
-	for i, e := range c.events {
-		out[i] = *e
-		out[i].Data = bytes.Clone(e.Data)
-	}
-	return out
+	return cloneEach(c.events, (*ReceivedEvent).clone)
 }
 
 // Duplicates returns how many deliveries repeated an event id already
@@ -141,26 +128,7 @@ func (c *CRM) Duplicates() int {
 // (not the duplicates), and a function that ends the subscription. A
 // subscriber that falls more than 256 events behind misses events. The
 // channel is closed by the cancel function or by Close.
-func (c *CRM) Subscribe() (<-chan ReceivedEvent, func()) {
-	ch := make(chan ReceivedEvent, subscriberBuffer)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		close(ch)
-		return ch, func() {}
-	}
-	id := c.nextSub
-	c.nextSub++
-	c.subs[id] = ch
-	return ch, func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if sub, ok := c.subs[id]; ok {
-			delete(c.subs, id)
-			close(sub)
-		}
-	}
-}
+func (c *CRM) Subscribe() (<-chan ReceivedEvent, func()) { return c.subscribe() }
 
 // crmWebhook is the webhook body as the receiver reads it.
 type crmWebhook struct {
@@ -286,22 +254,9 @@ func (c *CRM) Handle(ctx *fasthttp.RequestCtx) {
 		ReceivedAt: now,
 	}
 	delete(c.failed, w.ID)
-	if len(c.events) >= maxCRMEventsKept {
-		delete(c.byID, c.events[0].ID)
-		c.events[0] = nil
-		c.events = c.events[1:]
-	}
-	c.events = append(c.events, rec)
+	c.events = keepLast(c.events, rec, maxCRMEventsKept, func(old *ReceivedEvent) { delete(c.byID, old.ID) })
 	c.byID[w.ID] = rec
-	ev := *rec
-	for _, ch := range c.subs {
-		e := ev
-		e.Data = bytes.Clone(rec.Data)
-		select {
-		case ch <- e:
-		default:
-		}
-	}
+	c.publishLocked(*rec, nil)
 	c.mu.Unlock()
 	c.log.Debug().Str("event_id", w.ID).Str("type", w.Type).Int64("conversation", conv).Msg("event recorded")
 	writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"ok": true})

@@ -2,8 +2,7 @@ package sandbox
 
 import (
 	"bytes"
-	"crypto/subtle"
-	"encoding/base64"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"math"
@@ -13,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -110,26 +108,19 @@ const (
 // details and bulk lookups, and serves recordings. It is safe for
 // concurrent use.
 type Dialler struct {
-	o    DiallerOptions
-	log  zerolog.Logger
-	http *fasthttp.Client
-	done chan struct{}
-	wg   sync.WaitGroup
-	wav  []byte
+	fake[DiallerEvent]
+	o        DiallerOptions
+	wav      []byte
+	failures failQueue[connectFailure]
 
-	mu       sync.Mutex
-	closed   bool
+	// guarded by mu
 	drop     bool
-	failures []connectFailure
 	requests []SandboxCall
 	calls    []*dialCall
 	bySid    map[string]*dialCall
-	subs     map[int]chan DiallerEvent
-	nextSub  int
 }
 
 type connectFailure struct {
-	n          int
 	httpStatus int
 	placed     bool // the call is placed all the same
 }
@@ -164,59 +155,33 @@ func NewDialler(o DiallerOptions) *Dialler {
 	o.PublicURL = strings.TrimRight(o.PublicURL, "/")
 	o.LocalURL = strings.TrimRight(o.LocalURL, "/")
 	return &Dialler{
-		o:   o,
-		log: o.Log.With().Str("sandbox", "exotel").Logger(),
-		http: &fasthttp.Client{
-			Name:                "Exotel-Callback/1.0",
-			MaxConnsPerHost:     64,
-			MaxConnWaitTimeout:  o.CallbackTimeout,
-			MaxIdleConnDuration: 30 * time.Second,
-			ReadTimeout:         o.CallbackTimeout,
-			WriteTimeout:        o.CallbackTimeout,
-			MaxResponseBodySize: 64 << 10,
-		},
-		done:  make(chan struct{}),
+		fake: newFake[DiallerEvent](o.Log, "exotel", webhooks{
+			agent:    "Exotel-Callback/1.0",
+			timeout:  o.CallbackTimeout,
+			what:     "status callback",
+			attempts: diallerCallbackTries,
+			backoff:  o.CallbackBackoff,
+			acked:    is2xx,
+		}),
+		o:     o,
 		wav:   ToneWAV(time.Second),
 		bySid: make(map[string]*dialCall),
-		subs:  make(map[int]chan DiallerEvent),
 	}
 }
 
 // Close hangs up every running call without callbacks, waits for the
 // background goroutines and closes every subscription. API calls after
 // Close fail with 503.
-func (d *Dialler) Close() {
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return
-	}
-	d.closed = true
-	close(d.done)
-	d.mu.Unlock()
-	d.wg.Wait()
-	d.mu.Lock()
-	for id, ch := range d.subs {
-		delete(d.subs, id)
-		close(ch)
-	}
-	d.mu.Unlock()
-	d.http.CloseIdleConnections()
-}
+func (d *Dialler) Close() { d.close() }
 
 // FailNextConnect makes the next n valid connect requests fail with
 // httpStatus (500 when not a 4xx or 5xx) and place no call. Failures queue
 // up behind earlier ones.
 func (d *Dialler) FailNextConnect(n int, httpStatus int) {
-	if n <= 0 {
-		return
-	}
 	if httpStatus < 400 || httpStatus > 599 {
 		httpStatus = fasthttp.StatusInternalServerError
 	}
-	d.mu.Lock()
-	d.failures = append(d.failures, connectFailure{n: n, httpStatus: httpStatus})
-	d.mu.Unlock()
+	d.failures.add(n, connectFailure{httpStatus: httpStatus})
 }
 
 // FailAfterPlacing makes the next n valid connect requests place their
@@ -224,12 +189,7 @@ func (d *Dialler) FailNextConnect(n int, httpStatus int) {
 // the client cannot tell whether the call exists. Failures queue up
 // behind earlier ones.
 func (d *Dialler) FailAfterPlacing(n int) {
-	if n <= 0 {
-		return
-	}
-	d.mu.Lock()
-	d.failures = append(d.failures, connectFailure{n: n, httpStatus: fasthttp.StatusInternalServerError, placed: true})
-	d.mu.Unlock()
+	d.failures.add(n, connectFailure{httpStatus: fasthttp.StatusInternalServerError, placed: true})
 }
 
 // DropCallbacks makes callbacks due from now on be dropped (drop true) or
@@ -247,11 +207,7 @@ func (d *Dialler) DropCallbacks(drop bool) {
 func (d *Dialler) Calls() []SandboxCall {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]SandboxCall, len(d.requests))
-	for i, r := range d.requests {
-		out[i] = r.clone()
-	}
-	return out
+	return cloneEach(d.requests, SandboxCall.clone)
 }
 
 func (c SandboxCall) clone() SandboxCall {
@@ -263,43 +219,20 @@ func (c SandboxCall) clone() SandboxCall {
 // and a function that ends the subscription. A subscriber that falls more
 // than 256 events behind misses events. The channel is closed by the
 // cancel function or by Close.
-func (d *Dialler) Subscribe() (<-chan DiallerEvent, func()) {
-	ch := make(chan DiallerEvent, subscriberBuffer)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		close(ch)
-		return ch, func() {}
-	}
-	id := d.nextSub
-	d.nextSub++
-	d.subs[id] = ch
-	return ch, func() {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if c, ok := d.subs[id]; ok {
-			delete(d.subs, id)
-			close(c)
-		}
-	}
-}
+func (d *Dialler) Subscribe() (<-chan DiallerEvent, func()) { return d.subscribe() }
 
-// publishLocked tells subscribers; d.mu is held.
-func (d *Dialler) publishLocked(ev DiallerEvent) {
-	for _, ch := range d.subs {
-		select {
-		case ch <- ev:
-		default:
-			d.log.Warn().Str("sid", ev.Call.Sid).Str("event", ev.Type).Msg("subscriber too slow, event not delivered to it")
-		}
-	}
+// publishEventLocked tells subscribers; d.mu is held.
+func (d *Dialler) publishEventLocked(ev DiallerEvent) {
+	d.publishLocked(ev, func() {
+		d.log.Warn().Str("sid", ev.Call.Sid).Str("event", ev.Type).Msg("subscriber too slow, event not delivered to it")
+	})
 }
 
 func (d *Dialler) publish(ev DiallerEvent) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ev.Call = ev.Call.clone()
-	d.publishLocked(ev)
+	d.publishEventLocked(ev)
 }
 
 // HandleAPI serves everything under /sandbox/exotel/ like Exotel:
@@ -342,10 +275,7 @@ func (d *Dialler) HandleAPI(ctx *fasthttp.RequestCtx) {
 		writeRestException(ctx, fasthttp.StatusForbidden, "The API key does not belong to account "+parts[2])
 		return
 	}
-	d.mu.Lock()
-	closed := d.closed
-	d.mu.Unlock()
-	if closed {
+	if d.isClosed() {
 		writeRestException(ctx, fasthttp.StatusServiceUnavailable, "The sandbox is shutting down")
 		return
 	}
@@ -379,18 +309,7 @@ func allowMethod(ctx *fasthttp.RequestCtx, method string) bool {
 
 // authorized checks HTTP Basic APIKey:APIToken.
 func (d *Dialler) authorized(ctx *fasthttp.RequestCtx) bool {
-	h := string(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
-	if len(h) < 6 || !strings.EqualFold(h[:6], "basic ") {
-		return false
-	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h[6:]))
-	if err != nil {
-		return false
-	}
-	user, pass, ok := strings.Cut(string(raw), ":")
-	return ok && d.o.APIKey != "" && d.o.APIToken != "" &&
-		subtle.ConstantTimeCompare([]byte(user), []byte(d.o.APIKey)) == 1 &&
-		subtle.ConstantTimeCompare([]byte(pass), []byte(d.o.APIToken)) == 1
+	return basicAuthorized(ctx, d.o.APIKey, d.o.APIToken)
 }
 
 // connect serves Calls/connect.
@@ -401,7 +320,7 @@ func (d *Dialler) connect(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	req.At = time.Now()
-	f, failing := d.takeFailure()
+	f, failing := d.failures.take()
 	if failing && !f.placed {
 		req.HTTPStatus = f.httpStatus
 		d.recordRequest(req)
@@ -502,19 +421,6 @@ func phoneLike(s string) bool {
 	return n >= 6 && n <= 15 && !strings.ContainsFunc(s, invalidPhoneRune)
 }
 
-func (d *Dialler) takeFailure() (connectFailure, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.failures) == 0 {
-		return connectFailure{}, false
-	}
-	f := d.failures[0]
-	if d.failures[0].n--; d.failures[0].n == 0 {
-		d.failures = d.failures[1:]
-	}
-	return f, true
-}
-
 func (d *Dialler) recordRequest(req SandboxCall) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -522,11 +428,8 @@ func (d *Dialler) recordRequest(req SandboxCall) {
 }
 
 func (d *Dialler) recordRequestLocked(req SandboxCall) {
-	if len(d.requests) >= diallerMaxCalls {
-		d.requests = append(d.requests[:0], d.requests[len(d.requests)-diallerMaxCalls+1:]...)
-	}
-	d.requests = append(d.requests, req)
-	d.publishLocked(DiallerEvent{Type: DiallerConnect, Call: req.clone(), Status: callStatus(req)})
+	d.requests = keepLast(d.requests, req, diallerMaxCalls, nil)
+	d.publishEventLocked(DiallerEvent{Type: DiallerConnect, Call: req.clone(), Status: callStatus(req)})
 }
 
 func callStatus(req SandboxCall) string {
@@ -545,17 +448,12 @@ func (d *Dialler) place(req SandboxCall) (*dialCall, bool) {
 		return nil, false
 	}
 	c := &dialCall{req: req, status: exotel.StatusInProgress, created: req.At, updated: req.At}
-	if len(d.calls) >= diallerMaxCalls {
-		delete(d.bySid, d.calls[0].req.Sid)
-		d.calls = append(d.calls[:0], d.calls[1:]...)
-	}
-	d.calls = append(d.calls, c)
+	d.calls = keepLast(d.calls, c, diallerMaxCalls, func(old *dialCall) { delete(d.bySid, old.req.Sid) })
 	d.bySid[req.Sid] = c
 	d.recordRequestLocked(req)
 	queue := make(chan callback, 2)
-	d.wg.Add(2)
-	go d.ring(c, queue)
-	go d.deliverCallbacks(c, queue)
+	d.goLocked(func() { d.ring(c, queue) })
+	d.goLocked(func() { d.deliverCallbacks(c, queue) })
 	return c, true
 }
 
@@ -621,7 +519,6 @@ func (d *Dialler) dialLeg(c *dialCall, number string) (outcome string, ok bool) 
 // ring plays one call: From rings, then (if it answered) To, then they
 // talk; each step updates the call and queues its callback.
 func (d *Dialler) ring(c *dialCall, queue chan<- callback) {
-	defer d.wg.Done()
 	defer close(queue)
 	start := c.req.At
 	log := d.log.With().Str("sid", c.req.Sid).Logger()
@@ -734,7 +631,6 @@ func nullable(s string) any {
 // deliverCallbacks posts a call's callbacks in order, each until
 // acknowledged or tried three times, and tells subscribers.
 func (d *Dialler) deliverCallbacks(c *dialCall, queue <-chan callback) {
-	defer d.wg.Done()
 	for cb := range queue {
 		delivered := false
 		if d.wanted(c, cb.event) {
@@ -771,26 +667,10 @@ func (d *Dialler) wanted(c *dialCall, event string) bool {
 func (d *Dialler) deliver(req SandboxCall, cb callback) bool {
 	contentType, body := encodeCallback(req.StatusCallbackContentType, cb.params)
 	target := d.target(req.StatusCallback)
-	for attempt := 1; ; attempt++ {
-		status, respBody, err := d.post(target, contentType, body)
-		if err == nil && status >= 200 && status < 300 {
-			return true
-		}
-		ev := d.log.Warn().Str("sid", req.Sid).Str("event", cb.event).Int("attempt", attempt)
-		if err != nil {
-			ev = ev.Err(err)
-		} else {
-			ev = ev.Int("http_status", status).Bytes("body", truncate(respBody, 200))
-		}
-		if attempt >= diallerCallbackTries {
-			ev.Msg("status callback not acknowledged; giving up")
-			return false
-		}
-		ev.Dur("retry_in", d.o.CallbackBackoff).Msg("status callback not acknowledged; will retry")
-		if !d.wait(d.o.CallbackBackoff) {
-			return false
-		}
-	}
+	log := d.log.With().Str("sid", req.Sid).Str("event", cb.event).Logger()
+	return d.deliverRetrying(log, func() (int, []byte, error) {
+		return d.postTo(context.Background(), target, contentType, body, nil)
+	})
 }
 
 // encodeCallback renders params as JSON, multipart or (by default) a
@@ -858,34 +738,6 @@ func (d *Dialler) target(u string) string {
 		return u
 	}
 	return d.o.LocalURL + u[len(d.o.PublicURL):]
-}
-
-// post sends one callback and returns the server's answer.
-func (d *Dialler) post(target, contentType string, body []byte) (int, []byte, error) {
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(target)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.SetContentType(contentType)
-	req.SetBody(body)
-	if err := d.http.DoTimeout(req, resp, d.o.CallbackTimeout); err != nil {
-		return 0, nil, err
-	}
-	return resp.StatusCode(), append([]byte(nil), resp.Body()...), nil
-}
-
-// wait sleeps d, or returns false at Close.
-func (d *Dialler) wait(dur time.Duration) bool {
-	t := time.NewTimer(dur)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-d.done:
-		return false
-	}
 }
 
 // exotelCall is the Call resource as the API renders it.

@@ -2,15 +2,9 @@ package sandbox
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -68,18 +62,10 @@ const (
 // status callbacks, signed inbound message webhooks, and the contacts'
 // phones. It is safe for concurrent use.
 type Twilio struct {
-	o    TwilioOptions
-	log  zerolog.Logger
-	http *fasthttp.Client
-	done chan struct{}
-	wg   sync.WaitGroup
-
-	mu       sync.Mutex
-	closed   bool
-	failures []injectedFailure
-	sent     []SentSMS
-	subs     map[int]chan SentSMS
-	nextSub  int
+	fake[SentSMS]
+	o        TwilioOptions
+	failures failQueue[injectedFailure]
+	sent     []SentSMS // guarded by mu
 }
 
 // NewTwilio returns a fake Twilio. Close stops its background callbacks.
@@ -102,66 +88,28 @@ func NewTwilio(o TwilioOptions) *Twilio {
 	o.Number = twilio.NormalizeNumber(o.Number)
 	o.PublicURL = strings.TrimRight(o.PublicURL, "/")
 	return &Twilio{
-		o:   o,
-		log: o.Log.With().Str("sandbox", "twilio").Logger(),
-		http: &fasthttp.Client{
-			Name:                "TwilioProxy/1.1",
-			MaxConnsPerHost:     64,
-			MaxConnWaitTimeout:  o.CallbackTimeout,
-			MaxIdleConnDuration: 30 * time.Second,
-			ReadTimeout:         o.CallbackTimeout,
-			WriteTimeout:        o.CallbackTimeout,
-			MaxResponseBodySize: 64 << 10,
-		},
-		done: make(chan struct{}),
-		subs: make(map[int]chan SentSMS),
+		fake: newFake[SentSMS](o.Log, "twilio", webhooks{
+			agent:    "TwilioProxy/1.1",
+			timeout:  o.CallbackTimeout,
+			what:     "status callback",
+			attempts: o.CallbackAttempts,
+			backoff:  o.CallbackBackoff,
+			doubling: true,
+			acked:    is2xx,
+		}),
+		o: o,
 	}
 }
 
 // Close stops redeliveries and pending status callbacks, waits for the
 // background goroutines and closes every subscription. API calls and
 // injections after Close fail.
-func (tw *Twilio) Close() {
-	tw.mu.Lock()
-	if tw.closed {
-		tw.mu.Unlock()
-		return
-	}
-	tw.closed = true
-	close(tw.done)
-	tw.mu.Unlock()
-	tw.wg.Wait()
-	tw.mu.Lock()
-	for id, ch := range tw.subs {
-		delete(tw.subs, id)
-		close(ch)
-	}
-	tw.mu.Unlock()
-	tw.http.CloseIdleConnections()
-}
+func (tw *Twilio) Close() { tw.close() }
 
 // FailNext makes the next n accepted sends fail with Twilio's error body
 // carrying code and message, answered with httpStatus. Calls queue up.
 func (tw *Twilio) FailNext(n int, httpStatus int, code int, message string) {
-	if n <= 0 {
-		return
-	}
-	tw.mu.Lock()
-	tw.failures = append(tw.failures, injectedFailure{n: n, httpStatus: httpStatus, code: code, message: message})
-	tw.mu.Unlock()
-}
-
-func (tw *Twilio) takeFailure() (injectedFailure, bool) {
-	tw.mu.Lock()
-	defer tw.mu.Unlock()
-	if len(tw.failures) == 0 {
-		return injectedFailure{}, false
-	}
-	f := tw.failures[0]
-	if tw.failures[0].n--; tw.failures[0].n == 0 {
-		tw.failures = tw.failures[1:]
-	}
-	return f, true
+	tw.failures.add(n, injectedFailure{httpStatus: httpStatus, code: code, message: message})
 }
 
 // Sent returns what the contacts' phones received, oldest first (the most
@@ -176,51 +124,18 @@ func (tw *Twilio) Sent() []SentSMS {
 // a function that ends the subscription. A subscriber that falls more than
 // 256 messages behind misses messages. The channel is closed by the cancel
 // function or by Close.
-func (tw *Twilio) Subscribe() (<-chan SentSMS, func()) {
-	ch := make(chan SentSMS, subscriberBuffer)
-	tw.mu.Lock()
-	defer tw.mu.Unlock()
-	if tw.closed {
-		close(ch)
-		return ch, func() {}
-	}
-	id := tw.nextSub
-	tw.nextSub++
-	tw.subs[id] = ch
-	return ch, func() {
-		tw.mu.Lock()
-		defer tw.mu.Unlock()
-		if c, ok := tw.subs[id]; ok {
-			delete(tw.subs, id)
-			close(c)
-		}
-	}
-}
+func (tw *Twilio) Subscribe() (<-chan SentSMS, func()) { return tw.subscribe() }
 
 // record stores m and tells subscribers; it starts the status callbacks
 // unless the fake is closed, which it reports.
 func (tw *Twilio) record(m SentSMS) bool {
-	tw.mu.Lock()
-	defer tw.mu.Unlock()
-	if tw.closed {
-		return false
-	}
-	if len(tw.sent) >= maxSentKept {
-		tw.sent = append(tw.sent[:0], tw.sent[len(tw.sent)-maxSentKept+1:]...)
-	}
-	tw.sent = append(tw.sent, m)
-	for _, ch := range tw.subs {
-		select {
-		case ch <- m:
-		default:
-			tw.log.Warn().Str("sid", m.SID).Msg("subscriber too slow, message not delivered to it")
-		}
-	}
+	var then func()
 	if m.StatusCallback != "" {
-		tw.wg.Add(1)
-		go tw.deliverStatuses(m)
+		then = func() { tw.deliverStatuses(m) }
 	}
-	return true
+	return tw.accept(&tw.sent, m, func() {
+		tw.log.Warn().Str("sid", m.SID).Msg("subscriber too slow, message not delivered to it")
+	}, then)
 }
 
 // twilioMessage is the Message resource as the API renders it.
@@ -280,7 +195,7 @@ func (tw *Twilio) HandleAPI(ctx *fasthttp.RequestCtx) {
 		writeTwilioError(ctx, fasthttp.StatusBadRequest, code, message)
 		return
 	}
-	if f, ok := tw.takeFailure(); ok {
+	if f, ok := tw.failures.take(); ok {
 		writeTwilioError(ctx, f.httpStatus, f.code, f.message)
 		tw.log.Info().Int("code", f.code).Str("to", m.To).Msg("injected send failure")
 		return
@@ -369,24 +284,12 @@ func firstValue(form map[string][]string, name string) string {
 
 // authorized checks HTTP Basic AccountSid:AuthToken.
 func (tw *Twilio) authorized(ctx *fasthttp.RequestCtx) bool {
-	h := string(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
-	if len(h) < 6 || !strings.EqualFold(h[:6], "basic ") {
-		return false
-	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h[6:]))
-	if err != nil {
-		return false
-	}
-	user, pass, ok := strings.Cut(string(raw), ":")
-	return ok && tw.o.AccountSID != "" && tw.o.AuthToken != "" &&
-		subtle.ConstantTimeCompare([]byte(user), []byte(tw.o.AccountSID)) == 1 &&
-		subtle.ConstantTimeCompare([]byte(pass), []byte(tw.o.AuthToken)) == 1
+	return basicAuthorized(ctx, tw.o.AccountSID, tw.o.AuthToken)
 }
 
 // deliverStatuses posts sent then delivered for m, each after StatusDelay;
 // each is redelivered until acknowledged.
 func (tw *Twilio) deliverStatuses(m SentSMS) {
-	defer tw.wg.Done()
 	for _, st := range []string{twilio.MessageSent, twilio.MessageDelivered} {
 		if !tw.wait(tw.o.StatusDelay) {
 			return
@@ -411,30 +314,10 @@ func (tw *Twilio) deliverStatuses(m SentSMS) {
 // deliver posts a status callback until the server answers 2xx, with
 // backoff, at most CallbackAttempts times, or until Close.
 func (tw *Twilio) deliver(callback string, params url.Values, sid, what string) {
-	backoff := tw.o.CallbackBackoff
-	for attempt := 1; ; attempt++ {
-		status, respBody, err := tw.post(context.Background(), tw.target(callback), callback, params)
-		if err == nil && status >= 200 && status < 300 {
-			return
-		}
-		ev := tw.log.Warn().Str("sid", sid).Str("status", what).Int("attempt", attempt)
-		if err != nil {
-			ev = ev.Err(err)
-		} else {
-			ev = ev.Int("http_status", status).Bytes("body", truncate(respBody, 200))
-		}
-		if attempt >= tw.o.CallbackAttempts {
-			ev.Msg("status callback not acknowledged; giving up")
-			return
-		}
-		ev.Dur("retry_in", backoff).Msg("status callback not acknowledged; will retry")
-		if !tw.wait(backoff) {
-			return
-		}
-		if backoff *= 2; backoff > maxBackoff {
-			backoff = maxBackoff
-		}
-	}
+	log := tw.log.With().Str("sid", sid).Str("status", what).Logger()
+	tw.deliverRetrying(log, func() (int, []byte, error) {
+		return tw.post(context.Background(), tw.target(callback), callback, params)
+	})
 }
 
 // target is where a callback signed over signed is posted: a URL under
@@ -481,39 +364,14 @@ func splitBase(u string) (base, rest string) {
 	return u[:i+3+j], u[i+3+j:]
 }
 
-// wait sleeps d, or returns false at Close.
-func (tw *Twilio) wait(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-tw.done:
-		return false
-	}
-}
-
 // post sends one signed form to target, signed over signURL, and returns
 // the server's answer.
 func (tw *Twilio) post(ctx context.Context, target, signURL string, params url.Values) (int, []byte, error) {
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(target)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.SetContentType("application/x-www-form-urlencoded")
-	req.Header.Set(twilio.SignatureHeader, twilio.Signature(tw.o.AuthToken, signURL, params))
-	req.Header.Set("I-Twilio-Idempotency-Token", randomHex(16))
-	req.SetBodyString(params.Encode())
-	deadline := time.Now().Add(tw.o.CallbackTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	if err := tw.http.DoDeadline(req, resp, deadline); err != nil {
-		return 0, nil, err
-	}
-	return resp.StatusCode(), append([]byte(nil), resp.Body()...), nil
+	body := []byte(params.Encode())
+	return tw.postTo(ctx, target, "application/x-www-form-urlencoded", body, func(h *fasthttp.RequestHeader) {
+		h.Set(twilio.SignatureHeader, twilio.Signature(tw.o.AuthToken, signURL, params))
+		h.Set("I-Twilio-Idempotency-Token", randomHex(16))
+	})
 }
 
 // InjectInbound sends an SMS from a contact to the server as Twilio would:
@@ -522,30 +380,10 @@ func (tw *Twilio) post(ctx context.Context, target, signURL string, params url.V
 // *WebhookError (the SID is returned with it); bad input wraps
 // ErrInvalidInbound.
 func (tw *Twilio) InjectInbound(ctx context.Context, from, text string) (sid string, err error) {
-	num := digitsOnly(strings.TrimSpace(from))
-	if !validNumber(num) || strings.ContainsFunc(from, invalidPhoneRune) {
-		return "", fmt.Errorf("%w: from %q is not a phone number", ErrInvalidInbound, from)
+	num, err := checkInbound(from, "", text, twilioMaxBody)
+	if err != nil {
+		return "", err
 	}
-	if strings.TrimSpace(text) == "" {
-		return "", fmt.Errorf("%w: empty text", ErrInvalidInbound)
-	}
-	if !utf8.ValidString(text) {
-		return "", fmt.Errorf("%w: not UTF-8", ErrInvalidInbound)
-	}
-	if utf8.RuneCountInString(text) > twilioMaxBody {
-		return "", fmt.Errorf("%w: text longer than %d characters", ErrInvalidInbound, twilioMaxBody)
-	}
-	tw.mu.Lock()
-	closed := tw.closed
-	if !closed {
-		tw.wg.Add(1)
-	}
-	tw.mu.Unlock()
-	if closed {
-		return "", ErrClosed
-	}
-	defer tw.wg.Done()
-
 	sid = "SM" + randomHex(16)
 	params := url.Values{
 		"ToCountry":           {twilioCountry(tw.o.Number)},
@@ -569,15 +407,13 @@ func (tw *Twilio) InjectInbound(ctx context.Context, from, text string) (sid str
 		"From":                {"+" + num},
 		"ApiVersion":          {twilio.APIVersion},
 	}
-	status, respBody, err := tw.post(ctx, tw.o.InboundURL, tw.inboundSignURL(), params)
-	if err != nil {
-		return sid, fmt.Errorf("sandbox: inbound webhook: %w", err)
+	sid, err = tw.inject(sid, "inbound webhook", func() (int, []byte, error) {
+		return tw.post(ctx, tw.o.InboundURL, tw.inboundSignURL(), params)
+	})
+	if err == nil {
+		tw.log.Debug().Str("from", "+"+num).Str("sid", sid).Msg("inbound SMS delivered")
 	}
-	if status < 200 || status > 299 {
-		return sid, &WebhookError{StatusCode: status, Body: respBody}
-	}
-	tw.log.Debug().Str("from", "+"+num).Str("sid", sid).Msg("inbound SMS delivered")
-	return sid, nil
+	return sid, err
 }
 
 // HandleInbound serves POST /sandbox/sms/inbound {"from","text"}: the
@@ -585,38 +421,9 @@ func (tw *Twilio) InjectInbound(ctx context.Context, from, text string) (sid str
 // the server acknowledged the webhook with 2xx, 502 with the server's status
 // and body when it did not, 400 on bad input.
 func (tw *Twilio) HandleInbound(ctx *fasthttp.RequestCtx) {
-	if !ctx.IsPost() {
-		ctx.Response.Header.Set(fasthttp.HeaderAllow, fasthttp.MethodPost)
-		writeJSON(ctx, fasthttp.StatusMethodNotAllowed, map[string]string{"error": "use POST"})
-		return
-	}
-	var in struct {
-		From string `json:"from"`
-		Text string `json:"text"`
-	}
-	if err := json.Unmarshal(ctx.PostBody(), &in); err != nil {
-		writeJSON(ctx, fasthttp.StatusBadRequest, map[string]string{"error": "body must be JSON {\"from\",\"text\"}: " + err.Error()})
-		return
-	}
-	sid, err := tw.InjectInbound(ctx, in.From, in.Text)
-	var we *WebhookError
-	switch {
-	case err == nil:
-		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"sid": sid})
-	case errors.Is(err, ErrInvalidInbound):
-		writeJSON(ctx, fasthttp.StatusBadRequest, map[string]string{"error": err.Error()})
-	case errors.Is(err, ErrClosed):
-		writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]string{"error": err.Error()})
-	case errors.As(err, &we):
-		writeJSON(ctx, fasthttp.StatusBadGateway, map[string]any{
-			"error":  "the server answered HTTP " + strconv.Itoa(we.StatusCode),
-			"sid":    sid,
-			"status": we.StatusCode,
-			"body":   strings.ToValidUTF8(string(we.Body), "\uFFFD"),
-		})
-	default:
-		writeJSON(ctx, fasthttp.StatusBadGateway, map[string]any{"error": err.Error(), "sid": sid, "status": 0})
-	}
+	serveInbound(ctx, `{"from","text"}`, "sid", func(from, _, text string) (string, error) {
+		return tw.InjectInbound(ctx, from, text)
+	})
 }
 
 // writeTwilioError answers with Twilio's error JSON.

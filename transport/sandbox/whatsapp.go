@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -77,22 +76,13 @@ const (
 // endpoint, signed status and message webhooks, and the contacts' phones.
 // It is safe for concurrent use.
 type WhatsApp struct {
-	o    WhatsAppOptions
-	log  zerolog.Logger
-	http *fasthttp.Client
-	done chan struct{}
-	wg   sync.WaitGroup
-
-	mu       sync.Mutex
-	closed   bool
-	failures []injectedFailure
-	sent     []SentMessage
-	subs     map[int]chan SentMessage
-	nextSub  int
+	fake[SentMessage]
+	o        WhatsAppOptions
+	failures failQueue[injectedFailure]
+	sent     []SentMessage // guarded by mu
 }
 
 type injectedFailure struct {
-	n                int
 	httpStatus, code int
 	message          string
 }
@@ -116,67 +106,28 @@ func NewWhatsApp(o WhatsAppOptions) *WhatsApp {
 	}
 	o.DisplayNumber = digitsOnly(o.DisplayNumber)
 	return &WhatsApp{
-		o:   o,
-		log: o.Log.With().Str("sandbox", "whatsapp").Logger(),
-		http: &fasthttp.Client{
-			Name:                "facebookexternalua",
-			MaxConnsPerHost:     64,
-			MaxConnWaitTimeout:  o.WebhookTimeout,
-			MaxIdleConnDuration: 30 * time.Second,
-			ReadTimeout:         o.WebhookTimeout,
-			WriteTimeout:        o.WebhookTimeout,
-			MaxResponseBodySize: 64 << 10,
-		},
-		done: make(chan struct{}),
-		subs: make(map[int]chan SentMessage),
+		fake: newFake[SentMessage](o.Log, "whatsapp", webhooks{
+			agent:    "facebookexternalua",
+			timeout:  o.WebhookTimeout,
+			what:     "status webhook",
+			attempts: o.WebhookAttempts,
+			backoff:  o.WebhookBackoff,
+			doubling: true,
+			acked:    is200,
+		}),
+		o: o,
 	}
 }
 
 // Close stops redeliveries and pending status webhooks, waits for the
 // background goroutines and closes every subscription. API calls and
 // injections after Close fail.
-func (w *WhatsApp) Close() {
-	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		return
-	}
-	w.closed = true
-	close(w.done)
-	w.mu.Unlock()
-	w.wg.Wait()
-	w.mu.Lock()
-	for id, ch := range w.subs {
-		delete(w.subs, id)
-		close(ch)
-	}
-	w.mu.Unlock()
-	w.http.CloseIdleConnections()
-}
+func (w *WhatsApp) Close() { w.close() }
 
 // FailNext makes the next n accepted sends fail with Meta's error body
 // carrying code and message, answered with httpStatus. Calls queue up.
 func (w *WhatsApp) FailNext(n int, httpStatus int, code int, message string) {
-	if n <= 0 {
-		return
-	}
-	w.mu.Lock()
-	w.failures = append(w.failures, injectedFailure{n: n, httpStatus: httpStatus, code: code, message: message})
-	w.mu.Unlock()
-}
-
-// takeFailure consumes one injected failure, if any.
-func (w *WhatsApp) takeFailure() (injectedFailure, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.failures) == 0 {
-		return injectedFailure{}, false
-	}
-	f := w.failures[0]
-	if w.failures[0].n--; w.failures[0].n == 0 {
-		w.failures = w.failures[1:]
-	}
-	return f, true
+	w.failures.add(n, injectedFailure{httpStatus: httpStatus, code: code, message: message})
 }
 
 // Sent returns what the contacts' phones received, oldest first (the most
@@ -191,49 +142,14 @@ func (w *WhatsApp) Sent() []SentMessage {
 // and a function that ends the subscription. A subscriber that falls more than
 // 256 messages behind misses messages. The channel is closed by the cancel
 // function or by Close.
-func (w *WhatsApp) Subscribe() (<-chan SentMessage, func()) {
-	ch := make(chan SentMessage, subscriberBuffer)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		close(ch)
-		return ch, func() {}
-	}
-	id := w.nextSub
-	w.nextSub++
-	w.subs[id] = ch
-	return ch, func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if c, ok := w.subs[id]; ok {
-			delete(w.subs, id)
-			close(c)
-		}
-	}
-}
+func (w *WhatsApp) Subscribe() (<-chan SentMessage, func()) { return w.subscribe() }
 
 // record stores m and tells subscribers; it starts the status webhooks
 // unless the fake is closed, which it reports.
 func (w *WhatsApp) record(m SentMessage, category string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		return false
-	}
-	if len(w.sent) >= maxSentKept {
-		w.sent = append(w.sent[:0], w.sent[len(w.sent)-maxSentKept+1:]...)
-	}
-	w.sent = append(w.sent, m)
-	for _, ch := range w.subs {
-		select {
-		case ch <- m:
-		default:
-			w.log.Warn().Str("wamid", m.WAMID).Msg("subscriber too slow, message not delivered to it")
-		}
-	}
-	w.wg.Add(1)
-	go w.deliverStatuses(m, category)
-	return true
+	return w.accept(&w.sent, m, func() {
+		w.log.Warn().Str("wamid", m.WAMID).Msg("subscriber too slow, message not delivered to it")
+	}, func() { w.deliverStatuses(m, category) })
 }
 
 // apiSend is a POST /<phone_number_id>/messages body.
@@ -309,7 +225,7 @@ func (w *WhatsApp) HandleAPI(ctx *fasthttp.RequestCtx) {
 		writeMetaError(ctx, fasthttp.StatusBadRequest, 100, msg, details)
 		return
 	}
-	if f, ok := w.takeFailure(); ok {
+	if f, ok := w.failures.take(); ok {
 		writeMetaError(ctx, f.httpStatus, f.code, f.message, f.message)
 		w.log.Info().Int("code", f.code).Str("to", sent.To).Msg("injected send failure")
 		return
@@ -495,7 +411,6 @@ func (w *WhatsApp) envelope(v envValue) []byte {
 // deliverStatuses posts sent, delivered and (with AutoRead) read for m, each
 // after StatusDelay, in order; each is redelivered until acknowledged.
 func (w *WhatsApp) deliverStatuses(m SentMessage, category string) {
-	defer w.wg.Done()
 	steps := []string{whatsapp.StatusSent, whatsapp.StatusDelivered}
 	if w.o.AutoRead {
 		steps = append(steps, whatsapp.StatusRead)
@@ -521,66 +436,18 @@ func (w *WhatsApp) deliverStatuses(m SentMessage, category string) {
 	}
 }
 
-// deliver posts a webhook until the server answers 200, with backoff, at
-// most WebhookAttempts times, or until Close.
+// deliver posts a status webhook until the server answers 200, with
+// backoff, at most WebhookAttempts times, or until Close.
 func (w *WhatsApp) deliver(body []byte, wamid, what string) {
-	backoff := w.o.WebhookBackoff
-	for attempt := 1; ; attempt++ {
-		status, respBody, err := w.post(context.Background(), body)
-		if err == nil && status == fasthttp.StatusOK {
-			return
-		}
-		ev := w.log.Warn().Str("wamid", wamid).Str("status", what).Int("attempt", attempt)
-		if err != nil {
-			ev = ev.Err(err)
-		} else {
-			ev = ev.Int("http_status", status).Bytes("body", truncate(respBody, 200))
-		}
-		if attempt >= w.o.WebhookAttempts {
-			ev.Msg("status webhook not acknowledged; giving up")
-			return
-		}
-		ev.Dur("retry_in", backoff).Msg("status webhook not acknowledged; will retry")
-		if !w.wait(backoff) {
-			return
-		}
-		if backoff *= 2; backoff > maxBackoff {
-			backoff = maxBackoff
-		}
-	}
-}
-
-// wait sleeps d, or returns false at Close.
-func (w *WhatsApp) wait(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-w.done:
-		return false
-	}
+	log := w.log.With().Str("wamid", wamid).Str("status", what).Logger()
+	w.deliverRetrying(log, func() (int, []byte, error) { return w.post(context.Background(), body) })
 }
 
 // post sends one signed webhook and returns the server's answer.
 func (w *WhatsApp) post(ctx context.Context, body []byte) (int, []byte, error) {
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(w.o.WebhookURL)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.SetContentType("application/json")
-	req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(w.o.AppSecret, body))
-	req.SetBodyRaw(body)
-	deadline := time.Now().Add(w.o.WebhookTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	if err := w.http.DoDeadline(req, resp, deadline); err != nil {
-		return 0, nil, err
-	}
-	return resp.StatusCode(), append([]byte(nil), resp.Body()...), nil
+	return w.postTo(ctx, w.o.WebhookURL, "application/json", body, func(h *fasthttp.RequestHeader) {
+		h.Set(whatsapp.SignatureHeader, whatsapp.Sign(w.o.AppSecret, body))
+	})
 }
 
 // InjectInbound sends a text message from a contact to the server as Meta
@@ -588,45 +455,21 @@ func (w *WhatsApp) post(ctx context.Context, body []byte) (int, []byte, error) {
 // once the server answered 200. A non-200 answer is a *WebhookError (the
 // wamid is returned with it); bad input wraps ErrInvalidInbound.
 func (w *WhatsApp) InjectInbound(ctx context.Context, from, name, text string) (string, error) {
-	num := digitsOnly(strings.TrimSpace(from))
-	if !validNumber(num) || strings.ContainsFunc(from, invalidPhoneRune) {
-		return "", fmt.Errorf("%w: from %q is not a phone number", ErrInvalidInbound, from)
+	num, err := checkInbound(from, name, text, maxTextLen)
+	if err != nil {
+		return "", err
 	}
-	if strings.TrimSpace(text) == "" {
-		return "", fmt.Errorf("%w: empty text", ErrInvalidInbound)
-	}
-	if !utf8.ValidString(text) || !utf8.ValidString(name) {
-		return "", fmt.Errorf("%w: not UTF-8", ErrInvalidInbound)
-	}
-	if utf8.RuneCountInString(text) > maxTextLen {
-		return "", fmt.Errorf("%w: text longer than %d characters", ErrInvalidInbound, maxTextLen)
-	}
-	w.mu.Lock()
-	closed := w.closed
-	if !closed {
-		w.wg.Add(1)
-	}
-	w.mu.Unlock()
-	if closed {
-		return "", ErrClosed
-	}
-	defer w.wg.Done()
-
 	wamid := newWAMID()
 	c := envContact{WaID: num}
 	c.Profile.Name = strings.TrimSpace(name)
 	m := envMessage{From: num, ID: wamid, Timestamp: strconv.FormatInt(time.Now().Unix(), 10), Type: "text"}
 	m.Text.Body = text
 	body := w.envelope(envValue{Contacts: []envContact{c}, Messages: []envMessage{m}})
-	status, respBody, err := w.post(ctx, body)
-	if err != nil {
-		return wamid, fmt.Errorf("sandbox: webhook: %w", err)
+	wamid, err = w.inject(wamid, "webhook", func() (int, []byte, error) { return w.post(ctx, body) })
+	if err == nil {
+		w.log.Debug().Str("from", "+"+num).Str("wamid", wamid).Msg("inbound message delivered")
 	}
-	if status != fasthttp.StatusOK {
-		return wamid, &WebhookError{StatusCode: status, Body: respBody}
-	}
-	w.log.Debug().Str("from", "+"+num).Str("wamid", wamid).Msg("inbound message delivered")
-	return wamid, nil
+	return wamid, err
 }
 
 // HandleInbound serves POST /sandbox/whatsapp/inbound {"from","name","text"}:
@@ -634,39 +477,9 @@ func (w *WhatsApp) InjectInbound(ctx context.Context, from, name, text string) (
 // the server acknowledged the webhook, 502 with the server's status and body
 // when it did not, 400 on bad input.
 func (w *WhatsApp) HandleInbound(ctx *fasthttp.RequestCtx) {
-	if !ctx.IsPost() {
-		ctx.Response.Header.Set(fasthttp.HeaderAllow, fasthttp.MethodPost)
-		writeJSON(ctx, fasthttp.StatusMethodNotAllowed, map[string]string{"error": "use POST"})
-		return
-	}
-	var in struct {
-		From string `json:"from"`
-		Name string `json:"name"`
-		Text string `json:"text"`
-	}
-	if err := json.Unmarshal(ctx.PostBody(), &in); err != nil {
-		writeJSON(ctx, fasthttp.StatusBadRequest, map[string]string{"error": "body must be JSON {\"from\",\"name\",\"text\"}: " + err.Error()})
-		return
-	}
-	wamid, err := w.InjectInbound(ctx, in.From, in.Name, in.Text)
-	var we *WebhookError
-	switch {
-	case err == nil:
-		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"id": wamid})
-	case errors.Is(err, ErrInvalidInbound):
-		writeJSON(ctx, fasthttp.StatusBadRequest, map[string]string{"error": err.Error()})
-	case errors.Is(err, ErrClosed):
-		writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]string{"error": err.Error()})
-	case errors.As(err, &we):
-		writeJSON(ctx, fasthttp.StatusBadGateway, map[string]any{
-			"error":  "the server answered HTTP " + strconv.Itoa(we.StatusCode),
-			"id":     wamid,
-			"status": we.StatusCode,
-			"body":   strings.ToValidUTF8(string(we.Body), "\uFFFD"),
-		})
-	default:
-		writeJSON(ctx, fasthttp.StatusBadGateway, map[string]any{"error": err.Error(), "id": wamid, "status": 0})
-	}
+	serveInbound(ctx, `{"from","name","text"}`, "id", func(from, name, text string) (string, error) {
+		return w.InjectInbound(ctx, from, name, text)
+	})
 }
 
 // writeMetaError answers with the Graph API's error JSON.
