@@ -116,6 +116,15 @@ type assignedFrame struct {
 	PreviousRMID   int64  `json:"previous_rm_id"`
 }
 
+// callFrame is a call's transition: {"type":"call","call":{"id","status",...}}.
+type callFrame struct {
+	Type           string          `json:"type"`
+	ConversationID int64           `json:"conversation_id"`
+	Seq            int64           `json:"seq"`
+	Cursor         string          `json:"cursor"`
+	Call           json.RawMessage `json:"call"`
+}
+
 type genericFrame struct {
 	Type           string          `json:"type"`
 	ConversationID int64           `json:"conversation_id"`
@@ -150,6 +159,9 @@ func EncodeEvent(r *persistence.EventRecord) []byte {
 		_ = json.Unmarshal(r.Detail, &d)
 		v = assignedFrame{Type: r.Type, ConversationID: r.ConversationID, Seq: r.Seq, Cursor: cur,
 			RMID: d.RMID, PreviousRMID: d.PreviousRMID}
+	}
+	if r.Type == persistence.EventCall && len(nonEmptyJSON(r.Detail)) > 0 {
+		v = callFrame{Type: r.Type, ConversationID: r.ConversationID, Seq: r.Seq, Cursor: cur, Call: r.Detail}
 	}
 	if v == nil {
 		v = genericFrame{Type: r.Type, ConversationID: r.ConversationID, Seq: r.Seq, Cursor: cur, Detail: nonEmptyJSON(r.Detail)}
