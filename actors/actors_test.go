@@ -53,7 +53,11 @@ type frame struct {
 	Error          json.RawMessage `json:"error"`
 	RMID           int64           `json:"rm_id"`
 	ClientMsgID    string          `json:"client_msg_id"`
-	Message        struct {
+	Call           struct {
+		ID     int64  `json:"id"`
+		Status string `json:"status"`
+	} `json:"call"`
+	Message struct {
 		ID                int64  `json:"id"`
 		Direction         string `json:"direction"`
 		Text              string `json:"text"`

@@ -47,6 +47,8 @@ func failCommand(m any, err error) {
 		c.done(IngestResult{}, err)
 	case *sendCmd:
 		c.done(nil, nil, err)
+	case *callCmd:
+		c.done(nil, err)
 	}
 }
 
@@ -115,6 +117,9 @@ func (a *conversationActor) Receive(ctx actor.Context) {
 	case *redriveCmd:
 		a.lease.received.Add(1)
 		a.sendToProvider(m.message)
+	case *callCmd:
+		a.lease.received.Add(1)
+		a.callCmd(ctx, m)
 	case *writeDone:
 		a.writeDone(ctx, m)
 	}
@@ -252,6 +257,37 @@ func (a *conversationActor) checkSend(c *sendCmd) error {
 		}
 	}
 	return nil
+}
+
+// callCmd writes a new call or a call's transitions, each with the
+// conversation's next seq.
+func (a *conversationActor) callCmd(ctx actor.Context, c *callCmd) {
+	if !a.load() {
+		c.done(nil, fmt.Errorf("%w: database unavailable", ErrUnavailable))
+		return
+	}
+	switch {
+	case c.create && a.conv == nil && !c.start:
+		c.done(nil, ErrNotFound)
+		return
+	case c.create && a.conv == nil:
+		a.creatorRMID = c.p.RMID
+	case c.create && !c.p.Supervisor() && a.conv.AssignedRMID != c.p.RMID:
+		c.done(nil, ErrForbidden)
+		return
+	case !c.create && a.conv == nil && !a.inflight:
+		c.done(nil, ErrNotFound)
+		return
+	}
+	for i, ch := range c.changes {
+		p := pendingItem{item: persistence.WriteItem{Kind: persistence.ItemCall, Call: ch}}
+		if i == len(c.changes)-1 {
+			done := c.done
+			p.done = func(r persistence.ItemResult, _ *persistence.Conversation, err error) { done(r.Call, err) }
+		}
+		a.pending = append(a.pending, p)
+	}
+	a.flush(ctx)
 }
 
 func (a *conversationActor) providerResult(ctx actor.Context, r *msg.ProviderResult) {

@@ -44,6 +44,10 @@ type localRouter struct {
 
 	providers map[string]*actor.PID // fixed after start
 
+	spawnCall func(id int64, lease *convLease) *actor.Props
+	callMu    sync.Mutex
+	calls     map[int64]*convLease // live call actors
+
 	mu          sync.RWMutex
 	sessions    map[int64]map[*actor.PID]struct{} // rm id -> sessions
 	supervisors map[*actor.PID]struct{}
@@ -74,6 +78,7 @@ func newLocalRouter(root *actor.RootContext, spawnConv func(persistence.Conversa
 		sessions:    map[int64]map[*actor.PID]struct{}{},
 		supervisors: map[*actor.PID]struct{}{},
 		rmOnly:      map[int64]bool{},
+		calls:       map[int64]*convLease{},
 	}
 	for i := range r.shards {
 		r.shards[i].actors = map[persistence.ConversationKey]*convLease{}
@@ -126,6 +131,38 @@ func (r *localRouter) release(key persistence.ConversationKey, lease *convLease)
 		return false
 	}
 	delete(sh.actors, key)
+	return true
+}
+
+// tellCall delivers m to the actor of call id, activating it when needed.
+func (r *localRouter) tellCall(id int64, m any) {
+	r.callMu.Lock()
+	defer r.callMu.Unlock()
+	lease, ok := r.calls[id]
+	if !ok {
+		lease = &convLease{}
+		pid, err := r.root.SpawnNamed(r.spawnCall(id, lease), fmt.Sprintf("call/%d#%d", id, r.gen.Add(1)))
+		if err != nil {
+			return
+		}
+		lease.pid = pid
+		r.calls[id] = lease
+	}
+	lease.sent++
+	r.root.Send(lease.pid, m)
+}
+
+// releaseCall is release for call actors.
+func (r *localRouter) releaseCall(id int64, lease *convLease) bool {
+	r.callMu.Lock()
+	defer r.callMu.Unlock()
+	if cur, ok := r.calls[id]; !ok || cur != lease {
+		return true
+	}
+	if lease.sent != lease.received.Load() {
+		return false
+	}
+	delete(r.calls, id)
 	return true
 }
 

@@ -29,6 +29,8 @@ type Options struct {
 	Clock func() time.Time
 	// CRM turns on CRM sync (the outbox drained by the CRM sync actor); nil = off.
 	CRM *CRMOptions
+	// Calls turns on click-to-call; nil = off.
+	Calls *CallOptions
 }
 
 // System is the actor system plus the router: the only thing transport uses.
@@ -64,6 +66,7 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	}))
 	s.root = s.actors.Root
 	s.router = newLocalRouter(s.root, s.conversationProps)
+	s.router.spawnCall = s.callProps
 	for channel, client := range opts.Providers {
 		channel, client := channel, client
 		props := actor.PropsFromProducer(func() actor.Actor {
@@ -93,6 +96,11 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	}
 	if err := s.redrive(ctx); err != nil {
 		return nil, err
+	}
+	if opts.Calls != nil && opts.Calls.Dialler != nil {
+		if err := s.reconcileUnfinished(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

@@ -28,6 +28,7 @@ import (
 const (
 	ChannelWhatsApp = "whatsapp"
 	ChannelSMS      = "sms"
+	ChannelVoice    = "voice" // calls to a contact placed by phone number
 )
 
 // Message directions.
