@@ -261,11 +261,24 @@ func (a *callActor) dial(req DialRequest) (string, error) {
 			de = &DialError{Message: err.Error(), Retryable: true, Ambiguous: true}
 		}
 		if de.Ambiguous {
-			if sid, found, err := a.lookUp(req.CustomField, since); err != nil {
-				return "", err
-			} else if found {
-				a.log.Info().Str("sid", sid).Msg("the dialler placed the call despite the error")
-				return sid, nil
+			// Ask now and, if the dialler does not know the call yet, once
+			// more when it would have ended: only then place it again.
+			again := a.sys.opts.Calls.LookAgainAfter
+			if again <= 0 {
+				again = 90 * time.Second
+			}
+			for _, wait := range []time.Duration{0, again} {
+				if !a.sleep(wait) {
+					return "", a.ctx.Err()
+				}
+				sid, found, err := a.lookUp(req, since)
+				if err != nil {
+					return "", err
+				}
+				if found {
+					a.log.Info().Str("sid", sid).Msg("the dialler placed the call despite the error")
+					return sid, nil
+				}
 			}
 		} else if !de.Retryable {
 			return "", err
@@ -279,11 +292,11 @@ func (a *callActor) dial(req DialRequest) (string, error) {
 
 // lookUp asks the dialler whether it placed the call; lookups that fail
 // themselves are repeated a few times.
-func (a *callActor) lookUp(customField string, since time.Time) (string, bool, error) {
+func (a *callActor) lookUp(req DialRequest, since time.Time) (string, bool, error) {
 	t := a.sys.opts.Tuning
 	for try := 1; try <= 5; try++ {
 		cctx, cancel := context.WithTimeout(a.ctx, t.ProviderTimeout)
-		dc, err := a.sys.opts.Calls.Dialler.Find(cctx, customField, since)
+		dc, err := a.sys.opts.Calls.Dialler.Find(cctx, req, since)
 		cancel()
 		switch {
 		case err == nil:
@@ -299,6 +312,9 @@ func (a *callActor) lookUp(customField string, since time.Time) (string, bool, e
 }
 
 func (a *callActor) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return a.ctx.Err() == nil
+	}
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
@@ -324,7 +340,7 @@ func (a *callActor) reconcile(ctx actor.Context) {
 		return
 	}
 	a.busy = true
-	sid, custom := a.call.ProviderCallSID, strconv.FormatInt(a.id, 10)
+	sid, req := a.call.ProviderCallSID, a.dialRequest()
 	since := a.call.RequestedAt.Add(-time.Minute)
 	self, root := ctx.Self(), a.sys.root
 	a.wg.Add(1)
@@ -337,7 +353,7 @@ func (a *callActor) reconcile(ctx actor.Context) {
 		if sid != "" {
 			dc, err = a.sys.opts.Calls.Dialler.Details(cctx, sid)
 		} else {
-			dc, err = a.sys.opts.Calls.Dialler.Find(cctx, custom, since)
+			dc, err = a.sys.opts.Calls.Dialler.Find(cctx, req, since)
 		}
 		if a.ctx.Err() == nil {
 			root.Send(self, &reconcileResult{dc: dc, err: err})
@@ -396,6 +412,9 @@ func (s *System) StartCall(ctx context.Context, p Principal, conversationID int6
 		}
 		key = persistence.ConversationKey{Channel: persistence.ChannelVoice, BusinessNumber: caller, ContactPhone: norm}
 		start = true
+		if err := s.mayReachContact(ctx, p, norm); err != nil {
+			return nil, err
+		}
 	}
 	first := o.FirstLeg
 	if first == "" {
@@ -424,6 +443,36 @@ func (s *System) StartCall(ctx context.Context, p Principal, conversationID int6
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
 	}
+}
+
+// mayReachContact refuses an RM a contact whose conversations belong to
+// another RM (or who is another RM's contact); supervisors may reach anyone.
+func (s *System) mayReachContact(ctx context.Context, p Principal, phone string) error {
+	if p.Supervisor() {
+		return nil
+	}
+	c, err := s.opts.Store.ContactByPhone(ctx, phone)
+	switch {
+	case errors.Is(err, persistence.ErrNotFound):
+		return nil
+	case err != nil:
+		return storeError(err)
+	case c.OwnerRMID != 0 && c.OwnerRMID != p.RMID:
+		return ErrForbidden
+	}
+	for channel, business := range s.opts.BusinessNumbers {
+		conv, err := s.opts.Store.ConversationByKey(ctx, persistence.ConversationKey{Channel: channel, BusinessNumber: business, ContactPhone: phone})
+		if errors.Is(err, persistence.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return storeError(err)
+		}
+		if conv.AssignedRMID != 0 && conv.AssignedRMID != p.RMID {
+			return ErrForbidden
+		}
+	}
+	return nil
 }
 
 // Call returns a call p may see: the RM who placed it, the RM the

@@ -15,9 +15,10 @@ type Dialler interface {
 	// Connect asks the dialler to ring req.From and then req.To and bridge
 	// them. Failures are *DialError.
 	Connect(ctx context.Context, req DialRequest) (sid string, err error)
-	// Find returns the call placed with customField since the given time,
-	// ErrCallNotFound when there is none.
-	Find(ctx context.Context, customField string, since time.Time) (*DialledCall, error)
+	// Find returns the call placed for req since the given time (by its
+	// CustomField, else by its numbers and time), ErrCallNotFound when there
+	// is none.
+	Find(ctx context.Context, req DialRequest, since time.Time) (*DialledCall, error)
 	// Details returns the dialler's record of a call, ErrCallNotFound when it
 	// has none.
 	Details(ctx context.Context, sid string) (*DialledCall, error)
@@ -76,5 +77,10 @@ type CallOptions struct {
 	// ReconcileAfter: a call with no terminal callback this long after it
 	// was placed is finished from the call-details API.
 	ReconcileAfter time.Duration
+	// LookAgainAfter: after an ambiguous connect failure the call is looked
+	// up at once and, when not found, once more this much later (a dialler
+	// may not list a call until it has ended) before it is placed again.
+	// Default 90s.
+	LookAgainAfter time.Duration
 	Record         bool
 }

@@ -50,10 +50,10 @@ func (d *fakeDialler) Connect(ctx context.Context, req DialRequest) (string, err
 	return sid, nil
 }
 
-func (d *fakeDialler) Find(ctx context.Context, custom string, since time.Time) (*DialledCall, error) {
+func (d *fakeDialler) Find(ctx context.Context, req DialRequest, since time.Time) (*DialledCall, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if c, ok := d.placed[custom]; ok {
+	if c, ok := d.placed[req.CustomField]; ok {
 		cp := *c
 		return &cp, nil
 	}
@@ -93,7 +93,7 @@ func startCalls(t *testing.T, store persistence.Store, d *fakeDialler, reconcile
 		Tuning:          testTuning(),
 		Log:             zerolog.Nop(),
 		Calls: &CallOptions{Dialler: d, CallerID: "+919800000001", CallbackURL: "http://127.0.0.1/webhooks/dialler/t",
-			ReconcileAfter: reconcile, Record: true},
+			ReconcileAfter: reconcile, LookAgainAfter: time.Millisecond, Record: true},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -203,6 +203,15 @@ func TestCallForbiddenAndNeedsPhone(t *testing.T) {
 		}
 		if _, err := e.sys.StartCall(context.Background(), Principal{RMID: other, Role: persistence.RoleRM}, call.ConversationID, ""); !errors.Is(err, ErrForbidden) {
 			t.Fatalf("other RM calling: %v", err)
+		}
+		// By phone: a contact whose conversation belongs to another RM is off limits.
+		if _, _, err := e.sys.StartConversation(context.Background(), Principal{RMID: other, Role: persistence.RoleRM},
+			persistence.ChannelWhatsApp, "+919811100064", "Theirs",
+			SendRequest{ClientMsgID: "theirs-1", Template: &persistence.Template{Name: "hello", Language: "en"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.sys.StartCall(context.Background(), rm, 0, "+919811100064"); !errors.Is(err, ErrForbidden) {
+			t.Fatalf("calling another RM's contact by phone: %v", err)
 		}
 		nophone, _ := store.CreateRM(context.Background(), &persistence.RM{Username: "nophone", Role: persistence.RoleRM, PasswordHash: "x"})
 		if _, err := e.sys.StartCall(context.Background(), Principal{RMID: nophone, Role: persistence.RoleRM}, 0, "+919811100063"); !errors.Is(err, ErrBadRequest) {

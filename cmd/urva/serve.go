@@ -16,6 +16,7 @@ import (
 	"urva/persistence"
 	"urva/transport/auth"
 	"urva/transport/crm"
+	"urva/transport/exotel"
 	"urva/transport/httpapi"
 	"urva/transport/sandbox"
 	"urva/transport/twilio"
@@ -129,6 +130,55 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		businessNumbers[persistence.ChannelSMS] = from
 	}
 
+	// Calls: a real dialler when dialler.api_base is set, the sandbox in
+	// sandbox mode, else off.
+	var callOpts *actors.CallOptions
+	var sbDialler *sandbox.Dialler
+	var diallerClient *exotel.Client
+	diallerBase := cfg.Dialler.APIBase
+	if diallerBase == "" && cfg.Sandbox.Enabled {
+		// The fake reaches the server on the address it bound, so that its
+		// callbacks arrive even when public_url is a proxy in front of it.
+		localURL, _ := config.DerivePublicURL(ln.Addr().String())
+		sbDialler = sandbox.NewDialler(sandbox.DiallerOptions{
+			AccountSID: cfg.Dialler.AccountSID,
+			APIKey:     cfg.Dialler.APIKey,
+			APIToken:   cfg.Dialler.APIToken,
+			CallerID:   cfg.Dialler.CallerID,
+			PublicURL:  publicURL,
+			LocalURL:   localURL,
+			Log:        log.With().Str("component", "sandbox_dialler").Logger(),
+		})
+		defer sbDialler.Close()
+		diallerBase = publicURL + sandbox.DiallerPrefix
+	}
+	if diallerBase != "" {
+		diallerClient = exotel.NewClient(exotel.ClientOptions{
+			APIBase:    diallerBase,
+			AccountSID: cfg.Dialler.AccountSID,
+			APIKey:     cfg.Dialler.APIKey,
+			APIToken:   cfg.Dialler.APIToken,
+			Timeout:    actors.DefaultTuning().ProviderTimeout,
+		})
+		defer diallerClient.CloseIdleConnections()
+		firstLeg := persistence.CallLegContact
+		if cfg.Dialler.FirstLeg == config.FirstLegRM {
+			firstLeg = persistence.CallLegRM
+		}
+		callOpts = &actors.CallOptions{
+			Dialler:        &exotel.Dialler{Client: diallerClient},
+			CallerID:       cfg.Dialler.CallerID,
+			FirstLeg:       firstLeg,
+			CallbackURL:    publicURL + "/webhooks/dialler/" + cfg.Dialler.CallbackToken,
+			ReconcileAfter: cfg.Dialler.ReconcileAfter,
+			Record:         true,
+		}
+		if cfg.Dialler.RecordingsDir != "" {
+			log.Warn().Str("recordings_dir", cfg.Dialler.RecordingsDir).
+				Msg("dialler.recordings_dir is set, but downloading recordings is not built yet: only the dialler's recording URLs are kept")
+		}
+	}
+
 	var crmOpts *actors.CRMOptions
 	var sbCRM *sandbox.CRM
 	var outbox persistence.Outbox
@@ -154,6 +204,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		Tuning:          actors.DefaultTuning(),
 		Log:             log,
 		CRM:             crmOpts,
+		Calls:           callOpts,
 	})
 	if err != nil {
 		ln.Close()
@@ -162,29 +213,36 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	running.Store(sys)
 	sys.WakeCRM() // events left by the previous run
 
+	// The callback token is only honoured while calls are on.
+	diallerToken := ""
+	if callOpts != nil {
+		diallerToken = cfg.Dialler.CallbackToken
+	}
 	srv := httpapi.New(httpapi.Options{
-		Addr:                cfg.HTTP.Addr,
-		PublicURL:           publicURL,
-		MaxBodyBytes:        cfg.HTTP.MaxBodyBytes,
-		Log:                 log,
-		System:              sys,
-		Store:               store,
-		Tokens:              auth.NewTokens([]byte(cfg.Auth.TokenSecret), cfg.Auth.TokenTTL),
-		AdminToken:          cfg.Auth.AdminToken,
-		WhatsAppAppSecret:   cfg.WhatsApp.AppSecret,
-		WhatsAppVerifyToken: cfg.WhatsApp.VerifyToken,
-		SMSAuthToken:        cfg.SMS.AuthToken,
-		SandboxWhatsApp:     sbWhatsApp,
-		SandboxTwilio:       sbTwilio,
-		SandboxCRM:          sbCRM,
-		Outbox:              outbox,
-		CRMWake:             sys.WakeCRM,
-		CRMMaxAge:           cfg.CRM.MaxAge,
+		Addr:                 cfg.HTTP.Addr,
+		PublicURL:            publicURL,
+		MaxBodyBytes:         cfg.HTTP.MaxBodyBytes,
+		Log:                  log,
+		System:               sys,
+		Store:                store,
+		Tokens:               auth.NewTokens([]byte(cfg.Auth.TokenSecret), cfg.Auth.TokenTTL),
+		AdminToken:           cfg.Auth.AdminToken,
+		WhatsAppAppSecret:    cfg.WhatsApp.AppSecret,
+		WhatsAppVerifyToken:  cfg.WhatsApp.VerifyToken,
+		SMSAuthToken:         cfg.SMS.AuthToken,
+		SandboxWhatsApp:      sbWhatsApp,
+		SandboxTwilio:        sbTwilio,
+		SandboxCRM:           sbCRM,
+		SandboxDialler:       sbDialler,
+		DiallerCallbackToken: diallerToken,
+		Outbox:               outbox,
+		CRMWake:              sys.WakeCRM,
+		CRMMaxAge:            cfg.CRM.MaxAge,
 	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Str("public_url", publicURL).
-		Str("database", cfg.Database.Driver).Bool("sandbox", cfg.Sandbox.Enabled).Msg("listening")
+		Str("database", cfg.Database.Driver).Bool("sandbox", cfg.Sandbox.Enabled).Bool("calls", callOpts != nil).Msg("listening")
 
 	select {
 	case <-ctx.Done():

@@ -119,7 +119,22 @@ type Dialler struct {
 	CallerID string `koanf:"caller_id"`
 	// CallbackToken is the secret path segment of the status callback URL.
 	CallbackToken string `koanf:"callback_token"`
+	// FirstLeg is who the dialler rings first: FirstLegContact (the
+	// contact; once they answer, the RM) or FirstLegRM.
+	FirstLeg string `koanf:"first_leg"`
+	// ReconcileAfter: a call with no final status callback this long after
+	// it was placed is finished from the dialler's call-details API.
+	ReconcileAfter time.Duration `koanf:"reconcile_after"`
+	// RecordingsDir is where call recordings are downloaded to; empty keeps
+	// only the dialler's recording URLs.
+	RecordingsDir string `koanf:"recordings_dir"`
 }
+
+// Who a click-to-call rings first (dialler.first_leg).
+const (
+	FirstLegContact = "contact"
+	FirstLegRM      = "rm"
+)
 
 // TURN is the built-in TURN server (TURN REST API credentials).
 type TURN struct {
@@ -162,15 +177,16 @@ type Log struct {
 
 // Defaults.
 const (
-	DefaultAddr          = "127.0.0.1:8080"
-	DefaultMaxBodyBytes  = 4 << 20
-	DefaultDSN           = "data/urva.db"
-	DefaultBatchMaxRows  = 256
-	DefaultBatchMaxWait  = 2 * time.Millisecond
-	DefaultTokenTTL      = 12 * time.Hour
-	DefaultTURNListen    = "127.0.0.1:3478"
-	DefaultTURNRealm     = "urva"
-	DefaultCredentialTTL = 12 * time.Hour
+	DefaultAddr           = "127.0.0.1:8080"
+	DefaultMaxBodyBytes   = 4 << 20
+	DefaultDSN            = "data/urva.db"
+	DefaultBatchMaxRows   = 256
+	DefaultBatchMaxWait   = 2 * time.Millisecond
+	DefaultTokenTTL       = 12 * time.Hour
+	DefaultTURNListen     = "127.0.0.1:3478"
+	DefaultTURNRealm      = "urva"
+	DefaultCredentialTTL  = 12 * time.Hour
+	DefaultReconcileAfter = 10 * time.Minute
 )
 
 // Default returns the configuration used for every key that neither the file
@@ -189,7 +205,11 @@ func Default() *Config {
 			BatchMaxWait: DefaultBatchMaxWait,
 		},
 		Auth: Auth{TokenTTL: DefaultTokenTTL},
-		CRM:  CRM{MaxAge: 72 * time.Hour, Timeout: 10 * time.Second},
+		Dialler: Dialler{
+			FirstLeg:       FirstLegContact,
+			ReconcileAfter: DefaultReconcileAfter,
+		},
+		CRM: CRM{MaxAge: 72 * time.Hour, Timeout: 10 * time.Second},
 		TURN: TURN{
 			Listen:        DefaultTURNListen,
 			Realm:         DefaultTURNRealm,

@@ -64,6 +64,9 @@ func TestLoad(t *testing.T) {
 					c.Database.BatchMaxRows != 256 || c.Database.BatchMaxWait != 2*time.Millisecond || c.Auth.TokenTTL != 12*time.Hour {
 					t.Errorf("defaults changed: %+v", c)
 				}
+				if c.Dialler.FirstLeg != "contact" || c.Dialler.ReconcileAfter != 10*time.Minute || c.Dialler.RecordingsDir != "" {
+					t.Errorf("dialler defaults changed: %+v", c.Dialler)
+				}
 			},
 		},
 		{
@@ -120,6 +123,17 @@ func TestLoad(t *testing.T) {
 				}
 				if c.CRM.WebhookURL != "https://crm.example.com/hook" || c.HTTP.MaxBodyBytes != 1024 {
 					t.Errorf("crm/http = %+v %+v", c.CRM, c.HTTP)
+				}
+			},
+		},
+		{
+			name:    "dialler keys from the file and the environment",
+			file:    "dialler:\n  first_leg: rm\n  reconcile_after: 90s\n  recordings_dir: /var/lib/urva/recordings\n",
+			environ: []string{"URVA_DIALLER_RECONCILE_AFTER=15m"},
+			check: func(t *testing.T, c *Config) {
+				if c.Dialler.FirstLeg != "rm" || c.Dialler.ReconcileAfter != 15*time.Minute ||
+					c.Dialler.RecordingsDir != "/var/lib/urva/recordings" {
+					t.Errorf("dialler = %+v", c.Dialler)
 				}
 			},
 		},
@@ -196,6 +210,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad env duration", "", []string{"URVA_AUTH_TOKEN_TTL=soon"}, []string{"token_ttl", `"soon" is not a duration`}},
 		{"bad env int", "", []string{"URVA_DATABASE_BATCH_MAX_ROWS=many"}, []string{"batch_max_rows"}},
 		{"bad env bool", "", []string{"URVA_SANDBOX_ENABLED=perhaps"}, []string{"enabled"}},
+		{"bare number reconcile_after", "dialler:\n  reconcile_after: 600\n", nil, []string{"reconcile_after"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -275,6 +290,7 @@ func TestKeysAndEnvNames(t *testing.T) {
 		"whatsapp.app_secret", "whatsapp.verify_token", "whatsapp.business_number", "sms.api_base",
 		"sms.account_sid", "sms.auth_token", "sms.from", "dialler.api_base", "dialler.account_sid",
 		"dialler.api_key", "dialler.api_token", "dialler.caller_id", "dialler.callback_token",
+		"dialler.first_leg", "dialler.reconcile_after", "dialler.recordings_dir",
 		"turn.enabled", "turn.listen", "turn.public_ip", "turn.realm", "turn.auth_secret",
 		"turn.credential_ttl", "crm.webhook_url", "crm.secret", "crm.max_age", "crm.timeout", "sandbox.enabled", "log.format", "log.level",
 	}

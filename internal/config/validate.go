@@ -51,7 +51,8 @@ func (p *problems) addf(format string, args ...any) {
 // Validate checks the configuration and reports every problem at once as a
 // *ValidationError. It also completes what can be derived:
 //
-//   - names are normalised (database.driver and log settings in lower case,
+//   - names are normalised (database.driver, dialler.first_leg and log
+//     settings in lower case, an empty dialler.first_leg the default,
 //     http.public_url without a trailing slash);
 //   - in sandbox mode, a missing http.public_url becomes http:// + http.addr
 //     (with port 0 it stays empty: the server derives it from the address it
@@ -142,6 +143,14 @@ func (c *Config) Validate() error {
 	if c.Dialler.CallbackToken != "" && strings.ContainsAny(c.Dialler.CallbackToken, "/?#% ") {
 		p.addf("dialler.callback_token must be usable as a URL path segment (no '/', '?', '#', '%%' or spaces)")
 	}
+	switch c.Dialler.FirstLeg {
+	case FirstLegContact, FirstLegRM:
+	default:
+		p.addf("dialler.first_leg %q is not supported: use %q (the contact rings first) or %q", c.Dialler.FirstLeg, FirstLegContact, FirstLegRM)
+	}
+	if c.Dialler.ReconcileAfter <= 0 {
+		p.addf("dialler.reconcile_after must be positive, got %s", c.Dialler.ReconcileAfter)
+	}
 
 	if c.TURN.Enabled {
 		checkHostPort(&p, "turn.listen", c.TURN.Listen)
@@ -224,6 +233,11 @@ func (c *Config) normalise() {
 	c.WhatsApp.APIBase = strings.TrimRight(strings.TrimSpace(c.WhatsApp.APIBase), "/")
 	c.SMS.APIBase = strings.TrimRight(strings.TrimSpace(c.SMS.APIBase), "/")
 	c.Dialler.APIBase = strings.TrimRight(strings.TrimSpace(c.Dialler.APIBase), "/")
+	c.Dialler.FirstLeg = strings.ToLower(strings.TrimSpace(c.Dialler.FirstLeg))
+	if c.Dialler.FirstLeg == "" {
+		c.Dialler.FirstLeg = FirstLegContact
+	}
+	c.Dialler.RecordingsDir = strings.TrimSpace(c.Dialler.RecordingsDir)
 }
 
 // fillSandbox completes missing secrets with the Sandbox* values.

@@ -117,6 +117,25 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name:   "dialler first leg is case-insensitive",
+			modify: func(c *Config) { c.Dialler.FirstLeg = " RM " },
+		},
+		{
+			name:   "empty dialler first leg is the contact",
+			modify: func(c *Config) { c.Dialler.FirstLeg = "" },
+		},
+		{
+			name: "dialler first leg and reconciliation",
+			modify: func(c *Config) {
+				c.Dialler.FirstLeg = "agent"
+				c.Dialler.ReconcileAfter = 0
+			},
+			want: []string{
+				`dialler.first_leg "agent" is not supported: use "contact" (the contact rings first) or "rm"`,
+				"dialler.reconcile_after must be positive, got 0s",
+			},
+		},
+		{
 			name: "turn needs a secret and a listen address",
 			modify: func(c *Config) {
 				c.TURN.Enabled = true
@@ -340,6 +359,20 @@ func TestDerivePublicURL(t *testing.T) {
 		got, ok := DerivePublicURL(addr)
 		if got != want || ok != (want != "") {
 			t.Errorf("DerivePublicURL(%q) = %q, %v; want %q", addr, got, ok, want)
+		}
+	}
+}
+
+func TestValidateNormalisesDialler(t *testing.T) {
+	for in, want := range map[string]string{"": FirstLegContact, " RM ": FirstLegRM, "Contact": FirstLegContact} {
+		c := valid()
+		c.Dialler.FirstLeg = in
+		c.Dialler.RecordingsDir = " data/recordings "
+		if err := c.Validate(); err != nil {
+			t.Fatalf("first_leg %q: %v", in, err)
+		}
+		if c.Dialler.FirstLeg != want || c.Dialler.RecordingsDir != "data/recordings" {
+			t.Errorf("first_leg %q: got %+v, want first leg %q", in, c.Dialler, want)
 		}
 	}
 }

@@ -128,6 +128,13 @@ type Options struct {
 
 	SMSAuthToken string // Twilio auth token: X-Twilio-Signature key; empty disables the SMS webhooks
 
+	// Calls is click-to-call; when nil, System is used.
+	Calls Calls
+	// DiallerCallbackToken is the secret last segment of the dialler's
+	// status callback URL (/webhooks/dialler/{callback_token}); empty
+	// refuses every callback (404).
+	DiallerCallbackToken string
+
 	// CRM operator endpoints: the outbox (nil when CRM sync is off), how to
 	// wake the CRM sync actor after a replay, and the expiry given to replays.
 	Outbox    persistence.Outbox
@@ -137,6 +144,7 @@ type Options struct {
 	SandboxWhatsApp *sandbox.WhatsApp // nil when the sandbox is off
 	SandboxTwilio   *sandbox.Twilio   // nil when the sandbox is off or SMS uses real Twilio
 	SandboxCRM      *sandbox.CRM      // nil unless the sandbox stands in for the CRM
+	SandboxDialler  *sandbox.Dialler  // nil when the sandbox is off or calls use a real dialler
 
 	Socket SocketOptions
 
@@ -230,6 +238,9 @@ func New(o Options) *Server {
 	if o.Actors == nil && o.System != nil {
 		o.Actors = systemActors{o.System}
 	}
+	if o.Calls == nil && o.System != nil {
+		o.Calls = o.System
+	}
 
 	s := &Server{
 		opts:     o,
@@ -289,6 +300,9 @@ func (s *Server) routes() {
 	s.addExact("GET", "/api/conversations", s.authed(s.listConversations))
 	s.addExact("POST", "/api/conversations", s.authed(s.startConversation))
 	s.addPrefix("", "/api/conversations/", s.authed(s.conversationSub))
+	s.addExact("POST", "/api/calls", s.authed(s.startCall))
+	s.addPrefix("GET", "/api/calls/", s.authed(s.getCall))
+	s.addPrefix("POST", diallerWebhookPrefix, s.diallerWebhook)
 	s.addExact("GET", "/ws", s.socket)
 	s.addExact("GET", "/admin/crm/backlog", s.admin(s.crmBacklog))
 	s.addExact("GET", "/admin/crm/dead-letters", s.admin(s.crmDeadLetters))
@@ -300,6 +314,9 @@ func (s *Server) routes() {
 	if sc := s.opts.SandboxCRM; sc != nil {
 		s.addExact("POST", "/sandbox/crm/webhook", func(c *call) { sc.Handle(c.ctx) })
 		s.addExact("GET", "/sandbox/crm/events", func(c *call) { sc.HandleList(c.ctx) })
+	}
+	if sd := s.opts.SandboxDialler; sd != nil {
+		s.addPrefix("", sandbox.DiallerPrefix+"/", func(c *call) { sd.HandleAPI(c.ctx) })
 	}
 	if tw := s.opts.SandboxTwilio; tw != nil {
 		s.addPrefix("", "/sandbox/twilio/", func(c *call) { tw.HandleAPI(c.ctx) })
@@ -408,6 +425,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set("X-Request-Id", c.id)
 	method := string(ctx.Method())
 	path := string(ctx.Path())
+	if strings.HasPrefix(path, "/webhooks/dialler/") {
+		path = "/webhooks/dialler/<token>" // the path is the dialler's secret
+	}
 
 	defer func() {
 		if r := recover(); r != nil {

@@ -26,6 +26,7 @@ import (
 	"urva/persistence/storetest"
 	"urva/transport/auth"
 	"urva/transport/crm"
+	"urva/transport/exotel"
 	"urva/transport/httpapi"
 	"urva/transport/sandbox"
 	"urva/transport/twilio"
@@ -55,6 +56,16 @@ const (
 	itSMSNumber     = "+919800000002"
 )
 
+// Dialler (Exotel) configuration, as the dialler.* keys give it.
+const (
+	itDiallerSID      = "urva-integration"
+	itDiallerKey      = "integration-dialler-key"
+	itDiallerToken    = "integration-dialler-token"
+	itCallerID        = "+918047000000"
+	itCallbackToken   = "integration-dialler-callback"
+	itDiallerHookPath = "/webhooks/dialler/" + itCallbackToken
+)
+
 // user is an RM or supervisor created in the store.
 type user struct {
 	ID       int64
@@ -75,9 +86,30 @@ type stackConfig struct {
 	crmURL    string        // crm.webhook_url
 	crmMaxAge time.Duration // crm.max_age
 	crmWake   *crmWaker     // the store's OnOutbox hook, or nil
+
+	calls *callsConfig // click-to-call on (withCalls)
+}
+
+// callsConfig is click-to-call as serve.go wires it in sandbox mode, with
+// the sandbox dialler's timing and outcomes chosen by the test.
+type callsConfig struct {
+	RingDelay time.Duration              // each leg rings this long (5ms when zero)
+	TalkTime  time.Duration              // a connected call lasts this long (5ms when zero)
+	Outcome   func(number string) string // what a dialled number does (sandbox.Outcome*); every number answers when nil
+	// ReconcileAfter: a call with no terminal callback is looked up this
+	// long after it was placed (an hour, beyond any test, when zero).
+	ReconcileAfter time.Duration
+	FirstLeg       string // persistence.CallLegContact (when empty) or persistence.CallLegRM
 }
 
 type stackOption func(*stackConfig)
+
+// withCalls turns click-to-call on: the sandbox dialler mounted at
+// /sandbox/exotel/ (stack.dl), reached through an exotel.Dialler, posting
+// its callbacks to /webhooks/dialler/<itCallbackToken>.
+func withCalls(c callsConfig) stackOption {
+	return func(sc *stackConfig) { sc.calls = &c }
+}
 
 // withTuning adjusts the actor tuning of a run (after the fast defaults).
 func withTuning(f func(*actors.Tuning)) stackOption {
@@ -136,6 +168,11 @@ type stack struct {
 	hc       *http.Client
 	serveErr chan error
 	running  bool
+
+	// Click-to-call (withCalls): the sandbox dialler and the client of the
+	// current run, nil when calls are off.
+	dl       *sandbox.Dialler
+	dlClient *exotel.Client
 
 	// CRM sync (withCRM): the webhook client and the wake hook of the
 	// current run; crmOut outlives restarts.
@@ -293,6 +330,52 @@ func (s *stack) start(opts ...stackOption) {
 		}
 	}
 
+	// Click-to-call as serve.go wires it in sandbox mode.
+	var callOpts *actors.CallOptions
+	s.dl, s.dlClient = nil, nil
+	diallerToken := ""
+	if cc := cfg.calls; cc != nil {
+		ring, talk, reconcile := cc.RingDelay, cc.TalkTime, cc.ReconcileAfter
+		if ring <= 0 {
+			ring = 5 * time.Millisecond
+		}
+		if talk <= 0 {
+			talk = 5 * time.Millisecond
+		}
+		if reconcile <= 0 {
+			reconcile = time.Hour
+		}
+		s.dl = sandbox.NewDialler(sandbox.DiallerOptions{
+			AccountSID:      itDiallerSID,
+			APIKey:          itDiallerKey,
+			APIToken:        itDiallerToken,
+			CallerID:        itCallerID,
+			RingDelay:       ring,
+			TalkTime:        talk,
+			Outcome:         cc.Outcome,
+			PublicURL:       s.base,
+			CallbackBackoff: 20 * time.Millisecond,
+			Log:             s.log,
+		})
+		s.dlClient = exotel.NewClient(exotel.ClientOptions{
+			APIBase:    s.base + sandbox.DiallerPrefix,
+			AccountSID: itDiallerSID,
+			APIKey:     itDiallerKey,
+			APIToken:   itDiallerToken,
+			Timeout:    tuning.ProviderTimeout,
+		})
+		callOpts = &actors.CallOptions{
+			Dialler:        &exotel.Dialler{Client: s.dlClient},
+			CallerID:       itCallerID,
+			FirstLeg:       cc.FirstLeg,
+			CallbackURL:    s.base + itDiallerHookPath,
+			ReconcileAfter: reconcile,
+			LookAgainAfter: 20 * time.Millisecond,
+			Record:         true,
+		}
+		diallerToken = itCallbackToken
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), itGuard)
 	defer cancel()
 	s.sys, err = actors.Start(ctx, actors.Options{
@@ -302,11 +385,15 @@ func (s *stack) start(opts ...stackOption) {
 		Tuning:          tuning,
 		Log:             s.log,
 		CRM:             crmOpts,
+		Calls:           callOpts,
 	})
 	if err != nil {
 		ln.Close()
 		s.sb.Close()
 		s.tw.Close()
+		if s.dl != nil {
+			s.dl.Close()
+		}
 		s.t.Fatalf("start actors: %v", err)
 	}
 	if cfg.crm {
@@ -320,22 +407,24 @@ func (s *stack) start(opts ...stackOption) {
 		crmWake = s.sys.WakeCRM
 	}
 	s.srv = httpapi.New(httpapi.Options{
-		Addr:                s.addr,
-		PublicURL:           s.base,
-		MaxBodyBytes:        itMaxBody,
-		Log:                 s.log,
-		System:              s.sys,
-		Store:               s.store,
-		Tokens:              s.tokens,
-		AdminToken:          itAdminToken,
-		WhatsAppAppSecret:   itAppSecret,
-		WhatsAppVerifyToken: itVerifyToken,
-		SMSAuthToken:        itSMSAuthToken,
-		SandboxWhatsApp:     s.sb,
-		SandboxTwilio:       s.tw,
-		Outbox:              outbox,
-		CRMWake:             crmWake,
-		CRMMaxAge:           cfg.crmMaxAge,
+		Addr:                 s.addr,
+		PublicURL:            s.base,
+		MaxBodyBytes:         itMaxBody,
+		Log:                  s.log,
+		System:               s.sys,
+		Store:                s.store,
+		Tokens:               s.tokens,
+		AdminToken:           itAdminToken,
+		WhatsAppAppSecret:    itAppSecret,
+		WhatsAppVerifyToken:  itVerifyToken,
+		SMSAuthToken:         itSMSAuthToken,
+		SandboxWhatsApp:      s.sb,
+		SandboxTwilio:        s.tw,
+		Outbox:               outbox,
+		CRMWake:              crmWake,
+		CRMMaxAge:            cfg.crmMaxAge,
+		SandboxDialler:       s.dl,
+		DiallerCallbackToken: diallerToken,
 	})
 	s.serveErr = make(chan error, 1)
 	srv := s.srv
@@ -373,6 +462,10 @@ func (s *stack) stop() {
 	}
 	s.sb.Close()
 	s.tw.Close()
+	if s.dl != nil {
+		s.dl.Close()
+		s.dlClient.CloseIdleConnections()
+	}
 	s.wa.CloseIdleConnections()
 	s.sms.CloseIdleConnections()
 	s.hc.CloseIdleConnections()
