@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,12 +66,13 @@ type callActor struct {
 	lease *convLease
 	log   zerolog.Logger
 
-	call   *persistence.Call
-	key    persistence.ConversationKey
-	busy   bool // a dial or a reconciliation lookup is running
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	call     *persistence.Call
+	key      persistence.ConversationKey
+	busy     bool // a dial or a reconciliation lookup is running
+	fetching bool // a recording download is running
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 func (a *callActor) Receive(ctx actor.Context) {
@@ -80,7 +84,7 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.cancel()
 		a.wg.Wait()
 	case *actor.ReceiveTimeout:
-		if !a.busy && (a.call == nil || persistence.CallTerminal(a.call.Status)) && a.sys.router.releaseCall(a.id, a.lease) {
+		if !a.busy && !a.fetching && (a.call == nil || persistence.CallTerminal(a.call.Status)) && a.sys.router.releaseCall(a.id, a.lease) {
 			ctx.Stop(ctx.Self())
 		}
 	case *callBegin:
@@ -112,9 +116,12 @@ func (a *callActor) Receive(ctx actor.Context) {
 	case *reconcileResult:
 		a.busy = false
 		a.reconciled(ctx, m)
+	case *recordingSaved:
+		a.fetching = false
 	case *callWritten:
 		if m.err == nil && m.call != nil {
 			a.call = m.call
+			a.maybeFetchRecording(ctx)
 		}
 		if m.err != nil {
 			a.log.Warn().Err(m.err).Msg("call transition not stored")
@@ -123,6 +130,81 @@ func (a *callActor) Receive(ctx actor.Context) {
 			m.done(m.err)
 		}
 	}
+}
+
+type recordingSaved struct{}
+
+// maybeFetchRecording downloads a finished call's recording into the
+// recordings directory, once, in the background.
+func (a *callActor) maybeFetchRecording(ctx actor.Context) {
+	o := a.sys.opts.Calls
+	c := a.call
+	if o.RecordingsDir == "" || a.fetching || !persistence.CallTerminal(c.Status) || c.RecordingURL == "" || c.RecordingPath != "" {
+		return
+	}
+	f, ok := o.Dialler.(RecordingFetcher)
+	if !ok {
+		return
+	}
+	a.fetching = true
+	url, id := c.RecordingURL, c.ID
+	self, root := ctx.Self(), a.sys.root
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		t := a.sys.opts.Tuning
+		for attempt := 1; attempt <= max(1, t.ProviderAttempts); attempt++ {
+			path, err := saveRecording(a.ctx, f, o.RecordingsDir, id, url, t.ProviderTimeout)
+			if err == nil {
+				wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err = a.sys.opts.Store.SetCallRecordingPath(wctx, id, path)
+				cancel()
+			}
+			if err == nil {
+				a.log.Info().Str("path", path).Msg("recording saved")
+				break
+			}
+			a.log.Warn().Err(err).Int("attempt", attempt).Msg("recording download failed")
+			if !a.sleep(backoff(t.ProviderBackoff, t.ProviderMaxDelay, attempt)) {
+				return
+			}
+		}
+		root.Send(self, &recordingSaved{})
+	}()
+}
+
+// saveRecording downloads url into dir as call-<id>.<ext>, whole or not at
+// all (a temporary file renamed at the end).
+func saveRecording(ctx context.Context, f RecordingFetcher, dir string, id int64, url string, timeout time.Duration) (string, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, fmt.Sprintf(".call-%d-*", id))
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ctype, err := f.FetchRecording(cctx, url, tmp)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", err
+	}
+	ext := ".wav"
+	switch {
+	case strings.Contains(ctype, "mpeg"), strings.HasSuffix(strings.ToLower(url), ".mp3"):
+		ext = ".mp3"
+	case strings.Contains(ctype, "ogg"):
+		ext = ".ogg"
+	}
+	path := filepath.Join(dir, fmt.Sprintf("call-%d%s", id, ext))
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 // load reads the call after a restart or passivation.
@@ -336,7 +418,11 @@ func (a *callActor) armReconcile(ctx actor.Context) {
 
 // reconcile finishes a call the dialler never told us the end of.
 func (a *callActor) reconcile(ctx actor.Context) {
-	if a.busy || !a.load() || persistence.CallTerminal(a.call.Status) {
+	if a.busy || !a.load() {
+		return
+	}
+	if persistence.CallTerminal(a.call.Status) {
+		a.maybeFetchRecording(ctx) // a download an earlier run did not finish
 		return
 	}
 	a.busy = true

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"context"
@@ -83,4 +84,14 @@ type CallOptions struct {
 	// Default 90s.
 	LookAgainAfter time.Duration
 	Record         bool
+	// RecordingsDir, when set, is where finished calls' recordings are
+	// downloaded (the Dialler must implement RecordingFetcher).
+	RecordingsDir string
+}
+
+// RecordingFetcher downloads a recording the dialler made.
+type RecordingFetcher interface {
+	// FetchRecording writes the recording at url to w and returns its
+	// content type.
+	FetchRecording(ctx context.Context, url string, w io.Writer) (contentType string, err error)
 }

@@ -172,10 +172,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 			CallbackURL:    publicURL + "/webhooks/dialler/" + cfg.Dialler.CallbackToken,
 			ReconcileAfter: cfg.Dialler.ReconcileAfter,
 			Record:         true,
-		}
-		if cfg.Dialler.RecordingsDir != "" {
-			log.Warn().Str("recordings_dir", cfg.Dialler.RecordingsDir).
-				Msg("dialler.recordings_dir is set, but downloading recordings is not built yet: only the dialler's recording URLs are kept")
+			RecordingsDir:  cfg.Dialler.RecordingsDir,
 		}
 	}
 

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"time"
 
 	"urva/actors"
@@ -197,4 +200,40 @@ func LegsJSON(legs []Leg, from, to string) json.RawMessage {
 		return nil
 	}
 	return b
+}
+
+// maxRecording bounds one downloaded recording.
+const maxRecording = 512 << 20
+
+// FetchRecording downloads a call's recording into w (streamed, so long
+// calls do not sit in memory). The dialler's credentials go only to the
+// dialler's own host, never to a storage host a recording URL points at.
+func (d *Dialler) FetchRecording(ctx context.Context, recordingURL string, w io.Writer) (string, error) {
+	u, err := url.Parse(recordingURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", fmt.Errorf("recording url %q is not an http(s) url", recordingURL)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, recordingURL, nil)
+	if err != nil {
+		return "", err
+	}
+	if api, err := url.Parse(d.Client.account); err == nil && api.Host == u.Host {
+		req.Header.Set("Authorization", d.Client.auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("recording download: HTTP %d", resp.StatusCode)
+	}
+	n, err := io.Copy(w, io.LimitReader(resp.Body, maxRecording+1))
+	if err != nil {
+		return "", err
+	}
+	if n > maxRecording {
+		return "", fmt.Errorf("recording larger than %d bytes", maxRecording)
+	}
+	return resp.Header.Get("Content-Type"), nil
 }

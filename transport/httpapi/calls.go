@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -100,9 +102,11 @@ func (s *Server) startCall(c *call, p actors.Principal) {
 	writeJSON(c.ctx, fasthttp.StatusCreated, callResponse{Call: persistence.OutboxCallOf(cl)})
 }
 
-// getCall: GET /api/calls/{id}.
+// getCall: GET /api/calls/{id} and GET /api/calls/{id}/recording.
 func (s *Server) getCall(c *call, p actors.Principal) {
-	id, err := strconv.ParseInt(strings.TrimPrefix(string(c.ctx.Path()), "/api/calls/"), 10, 64)
+	rest := strings.TrimPrefix(string(c.ctx.Path()), "/api/calls/")
+	recording := strings.HasSuffix(rest, "/recording")
+	id, err := strconv.ParseInt(strings.TrimSuffix(rest, "/recording"), 10, 64)
 	if err != nil || id <= 0 {
 		writeError(c.ctx, fasthttp.StatusNotFound, "not found")
 		return
@@ -117,7 +121,44 @@ func (s *Server) getCall(c *call, p actors.Principal) {
 		apiError(c, err)
 		return
 	}
+	if recording {
+		s.serveRecording(c, cl)
+		return
+	}
 	writeJSON(c.ctx, fasthttp.StatusOK, callResponse{Call: persistence.OutboxCallOf(cl)})
+}
+
+// serveRecording sends a downloaded recording to an RM allowed to see the
+// call (checked by the caller).
+func (s *Server) serveRecording(c *call, cl *persistence.Call) {
+	if cl.RecordingPath == "" {
+		writeError(c.ctx, fasthttp.StatusNotFound, "no downloaded recording for this call (see recording_url)")
+		return
+	}
+	ctype := "audio/wav"
+	switch strings.ToLower(filepath.Ext(cl.RecordingPath)) {
+	case ".mp3":
+		ctype = "audio/mpeg"
+	case ".ogg":
+		ctype = "audio/ogg"
+	}
+	f, err := os.Open(cl.RecordingPath)
+	if err != nil {
+		c.log.Error().Err(err).Int64("call_id", cl.ID).Msg("recording file")
+		writeError(c.ctx, fasthttp.StatusNotFound, "recording file missing")
+		return
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		writeError(c.ctx, fasthttp.StatusNotFound, "recording file missing")
+		return
+	}
+	// Streamed as it is: no compressed copies beside the recording.
+	c.ctx.Response.Header.Set("Cache-Control", "private, no-store")
+	c.ctx.SetContentType(ctype)
+	c.ctx.SetStatusCode(fasthttp.StatusOK)
+	c.ctx.SetBodyStream(f, int(st.Size())) // fasthttp closes f once sent
 }
 
 // diallerTokenOK compares the path's token with the configured one in

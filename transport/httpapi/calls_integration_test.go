@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -638,6 +639,40 @@ func TestCallRMFirst(t *testing.T) {
 		reqs := s.dl.Calls()
 		if len(reqs) != 1 || reqs[0].From != "+919800000201" || reqs[0].To != callContact {
 			t.Fatalf("connect requests: %+v", reqs)
+		}
+	})
+}
+
+// With a recordings directory, a finished call's recording is downloaded
+// and served to the RM who may see the call, and to nobody else.
+func TestCallRecordingDownloadedAndServed(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, store persistence.Store) {
+		dir := t.TempDir()
+		s := newStack(t, store, withCalls(callsConfig{RecordingsDir: dir}))
+		tok, tokB := s.login(s.rmA), s.login(s.rmB)
+		ws := s.dial(tok)
+		ws.online()
+		c := s.mustStartCall(tok, map[string]any{"phone": "+919811100070"})
+		callFramesUntil(ws, c.ID, "completed", "failed", "no_answer", "busy", "canceled")
+		path := fmt.Sprintf("/api/calls/%d/recording", c.ID)
+		// The download runs after the call ends and has no event of its own:
+		// ask until it is there.
+		var r response
+		for deadline := time.Now().Add(itGuard); ; time.Sleep(10 * time.Millisecond) {
+			r = s.do("GET", path, tok, nil, nil)
+			if r.status != http.StatusNotFound || time.Now().After(deadline) {
+				break
+			}
+		}
+		if r.status != http.StatusOK || len(r.body) < 44 || string(r.body[:4]) != "RIFF" || string(r.body[8:12]) != "WAVE" {
+			t.Fatalf("recording: %d, %d bytes", r.status, len(r.body))
+		}
+		if r := s.do("GET", path, tokB, nil, nil); r.status != http.StatusForbidden {
+			t.Fatalf("another RM's recording: %d", r.status)
+		}
+		entries, _ := os.ReadDir(dir)
+		if len(entries) != 1 || entries[0].Name() != fmt.Sprintf("call-%d.wav", c.ID) {
+			t.Fatalf("recordings dir: %v", entries)
 		}
 	})
 }

@@ -100,6 +100,7 @@ type callsConfig struct {
 	// long after it was placed (an hour, beyond any test, when zero).
 	ReconcileAfter time.Duration
 	FirstLeg       string // persistence.CallLegContact (when empty) or persistence.CallLegRM
+	RecordingsDir  string // where recordings are downloaded; empty = not downloaded
 }
 
 type stackOption func(*stackConfig)
@@ -372,6 +373,7 @@ func (s *stack) start(opts ...stackOption) {
 			ReconcileAfter: reconcile,
 			LookAgainAfter: 20 * time.Millisecond,
 			Record:         true,
+			RecordingsDir:  cc.RecordingsDir,
 		}
 		diallerToken = itCallbackToken
 	}
