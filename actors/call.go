@@ -304,108 +304,14 @@ func (a *callActor) dialRequest() DialRequest {
 		StatusCallback: o.CallbackURL, Record: o.Record}
 }
 
-// startDial places the call in the background.
+// startDial hands the call to the dialler provider actor, which answers
+// with a dialResult.
 func (a *callActor) startDial(ctx actor.Context) {
-	req := a.dialRequest()
 	a.busy = true
-	self, root := ctx.Self(), a.sys.root
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		sid, err := a.dial(req)
-		if a.ctx.Err() == nil {
-			root.Send(self, &dialResult{sid: sid, err: err})
-		}
-	}()
+	a.sys.root.Send(a.sys.dialler, &dialCmd{callID: a.id, req: a.dialRequest(), replyTo: ctx.Self()})
 }
 
-// dial asks the dialler to connect, never placing two calls: after an
-// answer that leaves it unclear whether the call was placed, it asks the
-// dialler before trying again.
-func (a *callActor) dial(req DialRequest) (string, error) {
-	d := a.sys.opts.Calls.Dialler
-	t := a.sys.opts.Tuning
-	since := a.sys.now().Add(-time.Minute)
-	var last error
-	for attempt := 1; attempt <= max(1, t.ProviderAttempts); attempt++ {
-		cctx, cancel := context.WithTimeout(a.ctx, t.ProviderTimeout)
-		sid, err := d.Connect(cctx, req)
-		cancel()
-		if err == nil {
-			return sid, nil
-		}
-		if a.ctx.Err() != nil {
-			return "", a.ctx.Err()
-		}
-		last = err
-		var de *DialError
-		if !errors.As(err, &de) {
-			de = &DialError{Message: err.Error(), Retryable: true, Ambiguous: true}
-		}
-		if de.Ambiguous {
-			// Ask now and, if the dialler does not know the call yet, once
-			// more when it would have ended: only then place it again.
-			again := a.sys.opts.Calls.LookAgainAfter
-			if again <= 0 {
-				again = 90 * time.Second
-			}
-			for _, wait := range []time.Duration{0, again} {
-				if !a.sleep(wait) {
-					return "", a.ctx.Err()
-				}
-				sid, found, err := a.lookUp(req, since)
-				if err != nil {
-					return "", err
-				}
-				if found {
-					a.log.Info().Str("sid", sid).Msg("the dialler placed the call despite the error")
-					return sid, nil
-				}
-			}
-		} else if !de.Retryable {
-			return "", err
-		}
-		if !a.sleep(backoff(t.ProviderBackoff, t.ProviderMaxDelay, attempt)) {
-			return "", a.ctx.Err()
-		}
-	}
-	return "", last
-}
-
-// lookUp asks the dialler whether it placed the call; lookups that fail
-// themselves are repeated a few times.
-func (a *callActor) lookUp(req DialRequest, since time.Time) (string, bool, error) {
-	t := a.sys.opts.Tuning
-	for try := 1; try <= 5; try++ {
-		cctx, cancel := context.WithTimeout(a.ctx, t.ProviderTimeout)
-		dc, err := a.sys.opts.Calls.Dialler.Find(cctx, req, since)
-		cancel()
-		switch {
-		case err == nil:
-			return dc.Sid, true, nil
-		case errors.Is(err, ErrCallNotFound):
-			return "", false, nil
-		}
-		if !a.sleep(backoff(t.ProviderBackoff, t.ProviderMaxDelay, try)) {
-			return "", false, a.ctx.Err()
-		}
-	}
-	return "", false, errors.New("the dialler could not say whether it placed the call; not retrying")
-}
-
-func (a *callActor) sleep(d time.Duration) bool {
-	if d <= 0 {
-		return a.ctx.Err() == nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-a.ctx.Done():
-		return false
-	}
-}
+func (a *callActor) sleep(d time.Duration) bool { return sleepCtx(a.ctx, d) }
 
 func (a *callActor) armReconcile(ctx actor.Context) {
 	after := a.sys.opts.Calls.ReconcileAfter

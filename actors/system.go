@@ -41,6 +41,7 @@ type System struct {
 	router    *localRouter
 	providers []*actor.PID
 	crm       *actor.PID
+	dialler   *actor.PID
 	crmWoke   atomic.Bool
 	stopping  atomic.Bool
 
@@ -98,6 +99,14 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 		return nil, err
 	}
 	if opts.Calls != nil && opts.Calls.Dialler != nil {
+		d := opts.Calls.Dialler
+		pid, err := s.root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
+			return &diallerActor{sys: s, d: d, log: opts.Log.With().Str("actor", "dialler").Logger()}
+		}), "provider/dialler")
+		if err != nil {
+			return nil, fmt.Errorf("spawn dialler actor: %w", err)
+		}
+		s.dialler = pid
 		if err := s.reconcileUnfinished(ctx); err != nil {
 			return nil, err
 		}
@@ -401,8 +410,10 @@ func (s *System) Ready(ctx context.Context) error {
 func (s *System) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
 	stop := s.providers
-	if s.crm != nil {
-		stop = append(append([]*actor.PID{}, stop...), s.crm)
+	for _, pid := range []*actor.PID{s.crm, s.dialler} {
+		if pid != nil {
+			stop = append(append([]*actor.PID{}, stop...), pid)
+		}
 	}
 	for _, pid := range stop {
 		if err := s.root.StopFuture(pid).Wait(); err != nil && ctx.Err() != nil {
