@@ -172,22 +172,21 @@ func TestCallReconciledWithoutCallbacks(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, store persistence.Store) {
 		d := newFakeDialler()
 		e, rm := startCalls(t, store, d, 20*time.Millisecond)
+		conn, _ := e.connect(rm, nil)
 		call, err := e.sys.StartCall(context.Background(), rm, 0, "+919811100061")
 		if err != nil {
 			t.Fatal(err)
 		}
 		req := <-d.seen
 		d.finish(req.CustomField, DialledCall{Sid: "CA" + req.CustomField, CustomField: req.CustomField, Status: "busy"})
-		deadline := time.Now().Add(wait)
 		for {
-			got, err := e.sys.Call(context.Background(), rm, call.ID)
-			if err == nil && got.Status == persistence.CallBusy {
+			f := conn.next(t)
+			if f.Type == "call" && f.Call.ID == call.ID && persistence.CallTerminal(f.Call.Status) {
+				if f.Call.Status != persistence.CallBusy {
+					t.Fatalf("reconciled to %+v, want busy", f)
+				}
 				break
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("call never reconciled: %+v %v", got, err)
-			}
-			time.Sleep(5 * time.Millisecond) // the reconciliation has no event of its own to wait on here
 		}
 	})
 }
@@ -219,6 +218,35 @@ func TestCallForbiddenAndNeedsPhone(t *testing.T) {
 		}
 		if err := e.sys.DiallerCallback(context.Background(), &DialledCall{CustomField: "999999", Sid: "CAX", Event: "terminal", Status: "completed"}); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("unknown call: %v", err)
+		}
+	})
+}
+
+func TestCallTheDiallerNeverHeardOfFails(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, store persistence.Store) {
+		d := newFakeDialler()
+		e, rm := startCalls(t, store, d, 20*time.Millisecond)
+		conn, _ := e.connect(rm, nil)
+		call, err := e.sys.StartCall(context.Background(), rm, 0, "+919811100065")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := <-d.seen
+		d.mu.Lock()
+		delete(d.placed, req.CustomField) // the dialler lost it: details and lookups find nothing
+		d.mu.Unlock()
+		for {
+			f := conn.next(t)
+			if f.Type == "call" && f.Call.ID == call.ID && persistence.CallTerminal(f.Call.Status) {
+				if f.Call.Status != persistence.CallFailed {
+					t.Fatalf("want failed, got %+v", f)
+				}
+				break
+			}
+		}
+		got, err := e.sys.Call(context.Background(), rm, call.ID)
+		if err != nil || got.Status != persistence.CallFailed || got.Error == "" {
+			t.Fatalf("call %+v %v", got, err)
 		}
 	})
 }
