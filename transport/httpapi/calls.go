@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -216,77 +215,27 @@ func (s *Server) diallerWebhook(c *call) {
 }
 
 // commitDiallerCallback stores the raw callback (provider "dialler", the
-// path without its secret token) and applies cb to its call, both at once,
-// and reports the outcome once both are committed; cb nil (an event we do
-// not act on) only stores it.
-// A callback about a call we do not know is answered 200 all the same: the
-// dialler retries only twice, and an unknown call will not become known. On
-// failure it has answered (503, so that the dialler retries; 400 for input
-// the store refuses) and returns false.
+// path without its secret token) and applies cb to its call, both at once;
+// cb nil (an event we do not act on) is only stored. A callback about a
+// call we do not know is answered 200 all the same: the dialler retries
+// only twice, and an unknown call will not become known.
 func (s *Server) commitDiallerCallback(c *call, headers, body []byte, event string, cb *actors.DialledCall) (string, bool) {
-	if s.store == nil || s.opts.Calls == nil {
+	if s.opts.Calls == nil {
 		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
 		return "", false
 	}
-	entry := &persistence.WebhookLog{
-		Provider:   "dialler",
-		Path:       diallerWebhookPrefix + "{callback_token}",
-		Headers:    headers,
-		Body:       body,
-		ReceivedAt: time.Now().UTC(),
-		Outcome:    outcomeReceived,
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WebhookTimeout)
-	defer cancel()
-
-	type logged struct {
-		id  int64
-		err error
-	}
-	logCh := make(chan logged, 1)
-	go func() {
-		defer func() {
-			if r := recover(); r != nil {
-				logCh <- logged{err: fmt.Errorf("webhook log panicked: %v", r)}
-			}
-		}()
-		id, err := s.store.LogWebhook(ctx, entry)
-		logCh <- logged{id: id, err: err}
-	}()
-	var applyErr error
-	if cb != nil {
-		applyErr = s.applyDiallerCallback(ctx, cb)
-	}
-	lg := <-logCh
-
-	if lg.err != nil {
-		c.log.Error().Err(lg.err).Msg("dialler callback: log not stored")
-	}
-	outcome := outcomeProcessed
-	switch {
-	case applyErr == nil:
-	case errors.Is(applyErr, actors.ErrNotFound):
-		c.log.Warn().Str("call_sid", cb.Sid).Str("custom_field", cb.CustomField).Msg("dialler callback for a call we do not know")
-		outcome, applyErr = outcomeUnknownCall, nil
-	default:
-		c.log.Error().Err(applyErr).Str("call_sid", cb.Sid).Msg("dialler callback: not applied")
-		if lg.err == nil {
-			s.store.SetWebhookOutcome(lg.id, outcomeFailed+applyErr.Error(), nil)
+	raw := rawWebhook{provider: "dialler", path: diallerWebhookPrefix + "{callback_token}", headers: headers, body: body}
+	return s.commitWebhook(c, raw, func(ctx context.Context) (string, error) {
+		if cb == nil {
+			return outcomeIgnored + event, nil
 		}
-	}
-	if lg.err == nil && errors.Is(applyErr, actors.ErrBadRequest) {
-		writeError(c.ctx, fasthttp.StatusBadRequest, applyErr.Error())
-		return "", false
-	}
-	if lg.err != nil || applyErr != nil {
-		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
-		return "", false
-	}
-	if cb == nil {
-		outcome = outcomeIgnored + event
-	}
-	s.store.SetWebhookOutcome(lg.id, outcome, nil)
-	return outcome, true
+		err := s.applyDiallerCallback(ctx, cb)
+		if errors.Is(err, actors.ErrNotFound) {
+			c.log.Warn().Str("call_sid", cb.Sid).Str("custom_field", cb.CustomField).Msg("dialler callback for a call we do not know")
+			return outcomeUnknownCall, nil
+		}
+		return outcomeProcessed, err
+	})
 }
 
 // applyDiallerCallback calls Calls.DiallerCallback, turning a panic into an

@@ -65,7 +65,7 @@ func (s *Server) smsWebhook(c *call) {
 		writeError(c.ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
-	if _, ok := s.commitWebhook(c, "sms", headers, c.ctx.Request.Body(), []actors.Inbound{in.Inbound()}); ok {
+	if _, ok := s.commitItems(c, rawWebhook{provider: "sms", headers: headers, body: c.ctx.Request.Body()}, []actors.Inbound{in.Inbound()}); ok {
 		twiml(c)
 	}
 }
@@ -86,7 +86,7 @@ func (s *Server) smsStatus(c *call) {
 	if st.Relevant() { // queued, sending, ... are not statuses the RM sees
 		items = []actors.Inbound{st.Inbound()}
 	}
-	if _, ok := s.commitWebhook(c, "sms_status", headers, c.ctx.Request.Body(), items); ok {
+	if _, ok := s.commitItems(c, rawWebhook{provider: "sms_status", headers: headers, body: c.ctx.Request.Body()}, items); ok {
 		twiml(c)
 	}
 }

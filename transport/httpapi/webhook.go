@@ -75,25 +75,34 @@ func (s *Server) whatsAppWebhook(c *call) {
 		"User-Agent":          string(c.ctx.Request.Header.UserAgent()),
 		"X-Request-Id":        c.id,
 	})
-	outcome, ok := s.commitWebhook(c, "whatsapp", headers, body, n.Inbound())
+	outcome, ok := s.commitItems(c, rawWebhook{provider: "whatsapp", headers: headers, body: body}, n.Inbound())
 	if ok {
 		writeJSON(c.ctx, fasthttp.StatusOK, map[string]string{"status": outcome})
 	}
 }
 
-// commitWebhook stores the raw webhook and hands its items to the actors,
-// both at once, and reports the outcome once both are committed. On failure
-// it has answered 503 (the provider retries) and returns false.
-func (s *Server) commitWebhook(c *call, provider string, headers, body []byte, items []actors.Inbound) (string, bool) {
-	if s.store == nil || s.actors == nil {
+// rawWebhook is a provider request as the raw webhook log keeps it.
+type rawWebhook struct {
+	provider string
+	path     string // as logged: never a secret
+	headers  []byte
+	body     []byte
+}
+
+// commitWebhook stores the raw webhook and runs apply (which hands what it
+// carried to the actors), both at once, and reports the outcome once both
+// are committed. On failure it has answered (503 so that the provider
+// retries; 400 for input the store refuses) and returns false.
+func (s *Server) commitWebhook(c *call, raw rawWebhook, apply func(ctx context.Context) (outcome string, err error)) (string, bool) {
+	if s.store == nil {
 		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
 		return "", false
 	}
 	entry := &persistence.WebhookLog{
-		Provider:   provider,
-		Path:       string(c.ctx.Path()),
-		Headers:    headers,
-		Body:       body,
+		Provider:   raw.provider,
+		Path:       raw.path,
+		Headers:    raw.headers,
+		Body:       raw.body,
 		ReceivedAt: time.Now().UTC(),
 		Outcome:    outcomeReceived,
 	}
@@ -115,47 +124,59 @@ func (s *Server) commitWebhook(c *call, provider string, headers, body []byte, i
 		id, err := s.store.LogWebhook(ctx, entry)
 		logCh <- logged{id: id, err: err}
 	}()
-
-	var results []actors.IngestResult
-	var ingestErr error
-	if len(items) > 0 {
-		results, ingestErr = s.ingest(ctx, items)
-	}
+	outcome, applyErr := apply(ctx)
 	lg := <-logCh
 
 	if lg.err != nil {
-		c.log.Error().Err(lg.err).Str("provider", provider).Msg("webhook: log not stored")
+		c.log.Error().Err(lg.err).Str("provider", raw.provider).Msg("webhook: log not stored")
 	}
-	if ingestErr != nil {
-		c.log.Error().Err(ingestErr).Str("provider", provider).Int("items", len(items)).Msg("webhook: ingest failed")
+	if applyErr != nil {
+		c.log.Error().Err(applyErr).Str("provider", raw.provider).Msg("webhook: not applied")
 		if lg.err == nil {
-			s.store.SetWebhookOutcome(lg.id, outcomeFailed+ingestErr.Error(), nil)
+			s.store.SetWebhookOutcome(lg.id, outcomeFailed+applyErr.Error(), nil)
 		}
 	}
-	if lg.err == nil && errors.Is(ingestErr, actors.ErrBadRequest) {
+	if lg.err == nil && errors.Is(applyErr, actors.ErrBadRequest) {
 		// Input the store refuses: retrying cannot help, say why.
-		writeError(c.ctx, fasthttp.StatusBadRequest, ingestErr.Error())
+		writeError(c.ctx, fasthttp.StatusBadRequest, applyErr.Error())
 		return "", false
 	}
-	if lg.err != nil || ingestErr != nil {
+	if lg.err != nil || applyErr != nil {
 		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
 		return "", false
 	}
-
-	dups := 0
-	for _, r := range results {
-		if r.Duplicate {
-			dups++
-		}
-	}
-	outcome := outcomeProcessed
-	if len(results) > 0 && dups == len(results) {
-		outcome = outcomeDuplicate
-	}
 	s.store.SetWebhookOutcome(lg.id, outcome, nil)
-	c.log.Info().Str("provider", provider).Int64("webhook_id", lg.id).Int("items", len(items)).Int("duplicates", dups).
-		Str("outcome", outcome).Msg("webhook committed")
+	c.log.Info().Str("provider", raw.provider).Int64("webhook_id", lg.id).Str("outcome", outcome).Msg("webhook committed")
 	return outcome, true
+}
+
+// commitItems is commitWebhook for webhooks that carry messages and
+// statuses: the outcome is duplicate when every item was one.
+func (s *Server) commitItems(c *call, raw rawWebhook, items []actors.Inbound) (string, bool) {
+	if s.actors == nil {
+		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
+		return "", false
+	}
+	raw.path = string(c.ctx.Path())
+	return s.commitWebhook(c, raw, func(ctx context.Context) (string, error) {
+		if len(items) == 0 {
+			return outcomeProcessed, nil
+		}
+		results, err := s.ingest(ctx, items)
+		if err != nil {
+			return "", err
+		}
+		dups := 0
+		for _, r := range results {
+			if r.Duplicate {
+				dups++
+			}
+		}
+		if dups == len(results) {
+			return outcomeDuplicate, nil
+		}
+		return outcomeProcessed, nil
+	})
 }
 
 // ingest calls Actors.Ingest, turning a panic into an error so the provider
