@@ -1,0 +1,160 @@
+package turn
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/pion/stun"
+	pturn "github.com/pion/turn/v2"
+)
+
+// keyFor returns the long-term key for username. With several secrets it
+// picks the one whose key verifies the MESSAGE-INTEGRITY of the request in
+// flight from src, which the listener wrappers record.
+func (s *Server) keyFor(username, realm string, src net.Addr) ([]byte, bool) {
+	if len(s.opts.Secrets) == 1 {
+		return pturn.GenerateAuthKey(username, realm, computePassword(s.opts.Secrets[0], username)), true
+	}
+	s.mu.Lock()
+	raw := s.lastMsg[src.String()]
+	s.mu.Unlock()
+	msg := &stun.Message{Raw: append([]byte(nil), raw...)}
+	if err := msg.Decode(); err != nil {
+		return nil, false
+	}
+	for _, secret := range s.opts.Secrets {
+		key := pturn.GenerateAuthKey(username, realm, computePassword(secret, username))
+		if stun.MessageIntegrity(key).Check(msg) == nil {
+			return key, true
+		}
+	}
+	return nil, false
+}
+
+func (s *Server) recordMsg(src string, b []byte) {
+	if len(s.opts.Secrets) < 2 || !stun.IsMessage(b) {
+		return
+	}
+	s.mu.Lock()
+	s.lastMsg[src] = append([]byte(nil), b...)
+	s.mu.Unlock()
+}
+
+// udpConn is one UDP listening socket. pion handles each socket's requests
+// in one read loop, so the source of the request in flight is the address
+// the last ReadFrom returned.
+type udpConn struct {
+	net.PacketConn
+	s   *Server
+	mu  sync.Mutex
+	cur string
+}
+
+func (u *udpConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	u.mu.Lock()
+	prev := u.cur
+	u.mu.Unlock()
+	if prev != "" {
+		u.s.mu.Lock()
+		delete(u.s.pending, prev)
+		delete(u.s.lastMsg, prev)
+		u.s.mu.Unlock()
+	}
+	n, addr, err := u.PacketConn.ReadFrom(p)
+	u.mu.Lock()
+	u.cur = ""
+	if addr != nil {
+		u.cur = addr.String()
+	}
+	u.mu.Unlock()
+	if err == nil {
+		u.s.recordMsg(addr.String(), p[:n])
+	}
+	return n, addr, err
+}
+
+func (u *udpConn) current() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.cur
+}
+
+// tcpListener hands pion connections that return one TURN frame per Read,
+// so the STUN message being handled is the last one read.
+type tcpListener struct {
+	net.Listener
+	s     *Server
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func (l *tcpListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	fc := &framedConn{Conn: c, r: bufio.NewReaderSize(c, 4096), l: l}
+	l.mu.Lock()
+	l.conns[fc] = struct{}{}
+	l.mu.Unlock()
+	return fc, nil
+}
+
+func (l *tcpListener) closeConns() {
+	l.mu.Lock()
+	cs := make([]net.Conn, 0, len(l.conns))
+	for c := range l.conns {
+		cs = append(cs, c)
+	}
+	l.mu.Unlock()
+	for _, c := range cs {
+		_ = c.Close()
+	}
+}
+
+type framedConn struct {
+	net.Conn
+	r    *bufio.Reader
+	l    *tcpListener
+	once sync.Once
+}
+
+var errFrame = errors.New("turn: invalid tcp frame")
+
+func (c *framedConn) Read(p []byte) (int, error) {
+	hdr, err := c.r.Peek(4)
+	if err != nil {
+		return 0, err
+	}
+	size := int(binary.BigEndian.Uint16(hdr[2:4]))
+	switch {
+	case hdr[0]>>6 == 0: // STUN
+		size += 20
+	case hdr[0]>>6 == 1: // ChannelData, padded to 4 bytes over TCP
+		size = 4 + (size+3)&^3
+	default:
+		return 0, errFrame
+	}
+	if size > len(p) {
+		return 0, errFrame
+	}
+	if _, err := io.ReadFull(c.r, p[:size]); err != nil {
+		return 0, err
+	}
+	c.l.s.recordMsg(c.RemoteAddr().String(), p[:size])
+	return size, nil
+}
+
+func (c *framedConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+		c.l.s.tcpClosed(c.RemoteAddr().String())
+	})
+	return c.Conn.Close()
+}

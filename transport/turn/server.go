@@ -1,0 +1,255 @@
+package turn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	pturn "github.com/pion/turn/v2"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// Options configures the built-in TURN server.
+type Options struct {
+	// Listen is host:port for both UDP and TCP.
+	Listen string
+	// PublicIP is the relay address announced to clients; default the listen host.
+	PublicIP string
+	// Realm is the TURN realm.
+	Realm string
+	// Secrets are the shared auth secrets: the current one first, then
+	// previous ones still accepted during a rotation.
+	Secrets []string
+	// MaxAllocationsPerUser limits live allocations per user id (the part of
+	// the username after ':'); 0 means unlimited.
+	MaxAllocationsPerUser int
+	// UDPListeners is the number of UDP sockets bound to the listen port with
+	// SO_REUSEPORT, each with its own read loop; default 1.
+	UDPListeners int
+	// Log receives the server's log lines.
+	Log zerolog.Logger
+	// Clock returns the current time; default time.Now.
+	Clock func() time.Time
+}
+
+// Stats is a snapshot of the server's counters.
+type Stats struct {
+	// Allocations is the number of live allocations.
+	Allocations int64
+	// AllocationsTotal is the number of allocations created since start.
+	AllocationsTotal int64
+	// AllocationsRefused counts allocations refused by the per-user quota.
+	AllocationsRefused int64
+	// AuthFailures counts refused credentials (malformed, expired, bad HMAC).
+	AuthFailures int64
+	// RelayedBytes is the number of bytes sent and received on relay sockets.
+	RelayedBytes int64
+}
+
+// Server is a running TURN server.
+type Server struct {
+	opts   Options
+	srv    *pturn.Server
+	udp    []*udpConn
+	tcp    *tcpListener
+	relay  net.IP
+	host   string
+	closed sync.Once
+
+	mu      sync.Mutex
+	pending map[string]string // UDP source address -> user, for the request in flight
+	perUser map[string]int    // user -> live allocations (UDP relays and authenticated TCP connections)
+	tcpUser map[string]string // TCP source address -> user, once counted
+	lastMsg map[string][]byte // source address -> STUN request in flight (with several secrets)
+
+	allocsTotal  atomic.Int64
+	allocsLive   atomic.Int64
+	refused      atomic.Int64
+	authFailures atomic.Int64
+	relayedBytes atomic.Int64
+}
+
+var errQuota = errors.New("turn: allocation quota exceeded")
+
+// Start binds the UDP and TCP listeners and starts serving.
+func Start(o Options) (*Server, error) {
+	if len(o.Secrets) == 0 {
+		return nil, errors.New("turn: no auth secret")
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.UDPListeners <= 0 {
+		o.UDPListeners = 1
+	}
+	host, port, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("turn: listen address: %w", err)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	pub := o.PublicIP
+	if pub == "" {
+		pub = host
+	}
+	relayIP := net.ParseIP(pub)
+	if relayIP == nil {
+		return nil, fmt.Errorf("turn: public ip %q is not an IP address", pub)
+	}
+	s := &Server{
+		opts:    o,
+		relay:   relayIP,
+		host:    host,
+		pending: map[string]string{},
+		perUser: map[string]int{},
+		tcpUser: map[string]string{},
+		lastMsg: map[string][]byte{},
+	}
+
+	lc := net.ListenConfig{Control: reusePort}
+	ctx := context.Background()
+	cfg := pturn.ServerConfig{
+		Realm:         o.Realm,
+		AuthHandler:   s.auth,
+		LoggerFactory: loggerFactory{o.Log},
+	}
+	// bind opens the UDP sockets and the TCP listener on one port. With
+	// port 0 the UDP port is chosen first and TCP may find it taken by
+	// someone else: then everything is closed and another port tried.
+	var ln net.Listener
+	bind := func(port string) error {
+		s.udp, cfg.PacketConnConfigs = nil, nil
+		for i := 0; i < o.UDPListeners; i++ {
+			pc, err := lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, port))
+			if err != nil {
+				s.closeListeners()
+				return fmt.Errorf("turn: udp listen: %w", err)
+			}
+			if i == 0 {
+				// With port 0 the further sockets must share the port the first got.
+				port = fmt.Sprint(pc.LocalAddr().(*net.UDPAddr).Port)
+			}
+			u := &udpConn{PacketConn: pc, s: s}
+			s.udp = append(s.udp, u)
+			cfg.PacketConnConfigs = append(cfg.PacketConnConfigs, pturn.PacketConnConfig{
+				PacketConn:            u,
+				RelayAddressGenerator: s.newGenerator(u),
+			})
+		}
+		var err error
+		if ln, err = lc.Listen(ctx, "tcp", net.JoinHostPort(host, port)); err != nil {
+			s.closeListeners()
+			return fmt.Errorf("turn: tcp listen: %w", err)
+		}
+		return nil
+	}
+	err = bind(port)
+	for try := 0; err != nil && port == "0" && errors.Is(err, syscall.EADDRINUSE) && try < 10; try++ {
+		err = bind(port)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.tcp = &tcpListener{Listener: ln, s: s, conns: map[net.Conn]struct{}{}}
+	cfg.ListenerConfigs = []pturn.ListenerConfig{{
+		Listener:              s.tcp,
+		RelayAddressGenerator: s.newGenerator(nil),
+	}}
+	srv, err := pturn.NewServer(cfg)
+	if err != nil {
+		s.closeListeners()
+		return nil, fmt.Errorf("turn: %w", err)
+	}
+	s.srv = srv
+	o.Log.Info().Str("udp", s.Addr().String()).Str("tcp", ln.Addr().String()).
+		Int("udp_listeners", o.UDPListeners).Str("relay_ip", relayIP.String()).Msg("turn server started")
+	return s, nil
+}
+
+func reusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+			return
+		}
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// Addr is the UDP address actually bound.
+func (s *Server) Addr() net.Addr { return s.udp[0].LocalAddr() }
+
+// TCPAddr is the TCP address actually bound.
+func (s *Server) TCPAddr() net.Addr { return s.tcp.Addr() }
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Allocations:        s.allocsLive.Load(),
+		AllocationsTotal:   s.allocsTotal.Load(),
+		AllocationsRefused: s.refused.Load(),
+		AuthFailures:       s.authFailures.Load(),
+		RelayedBytes:       s.relayedBytes.Load(),
+	}
+}
+
+// Close stops the server and releases every socket and allocation.
+func (s *Server) Close() error {
+	var err error
+	s.closed.Do(func() {
+		err = s.srv.Close()
+		s.tcp.closeConns()
+	})
+	return err
+}
+
+func (s *Server) closeListeners() {
+	for _, u := range s.udp {
+		_ = u.Close()
+	}
+	if s.tcp != nil {
+		_ = s.tcp.Close()
+	}
+}
+
+// auth checks TURN REST credentials: the expiry before the first ':' must be
+// in the future and the password must be the HMAC of one of the secrets.
+func (s *Server) auth(username, realm string, src net.Addr) ([]byte, bool) {
+	expiry, user, ok := parseUsername(username)
+	if !ok || !expiry.After(s.opts.Clock()) {
+		s.authFailures.Add(1)
+		s.opts.Log.Debug().Str("username", username).Str("src", src.String()).Msg("turn: malformed or expired username")
+		return nil, false
+	}
+	// pion takes one key per request; with several secrets keyFor returns
+	// the one that verifies the request's MESSAGE-INTEGRITY.
+	key, ok := s.keyFor(username, realm, src)
+	if !ok {
+		s.authFailures.Add(1)
+		return nil, false
+	}
+	if s.opts.MaxAllocationsPerUser > 0 {
+		if _, tcp := src.(*net.TCPAddr); tcp {
+			if !s.countTCP(src.String(), user) {
+				s.refused.Add(1)
+				return nil, false
+			}
+		} else {
+			s.mu.Lock()
+			s.pending[src.String()] = user
+			s.mu.Unlock()
+		}
+	}
+	return key, true
+}

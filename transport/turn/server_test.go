@@ -1,0 +1,247 @@
+package turn
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha1" //nolint:gosec
+	"encoding/base64"
+	"net"
+	"testing"
+	"time"
+
+	pturn "github.com/pion/turn/v2"
+	"github.com/rs/zerolog"
+)
+
+const realm = "urva.test"
+
+func TestCredentialsVector(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	u, p, exp := Credentials("s3cret", "rm-42", time.Hour, now)
+	if u != "1700003600:rm-42" || !exp.Equal(time.Unix(1700003600, 0)) {
+		t.Fatalf("username %q expires %v", u, exp)
+	}
+	m := hmac.New(sha1.New, []byte("s3cret"))
+	m.Write([]byte("1700003600:rm-42"))
+	if want := base64.StdEncoding.EncodeToString(m.Sum(nil)); p != want {
+		t.Fatalf("password %q want %q", p, want)
+	}
+}
+
+func start(t *testing.T, o Options) *Server {
+	t.Helper()
+	o.Listen = "127.0.0.1:0"
+	o.Realm = realm
+	o.Log = zerolog.Nop()
+	s, err := Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func client(t *testing.T, s *Server, user, pass string) *pturn.Client {
+	t.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pturn.NewClient(&pturn.ClientConfig{
+		STUNServerAddr: s.Addr().String(),
+		TURNServerAddr: s.Addr().String(),
+		Conn:           conn,
+		Username:       user,
+		Password:       pass,
+		Realm:          realm,
+		RTO:            100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); _ = conn.Close() })
+	return c
+}
+
+func echoPeer(t *testing.T) net.PacketConn {
+	t.Helper()
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = peer.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := peer.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = peer.WriteTo(buf[:n], from)
+		}
+	}()
+	return peer
+}
+
+func TestRelayEcho(t *testing.T) {
+	s := start(t, Options{Secrets: []string{"cur"}, UDPListeners: 3})
+	u, p, _ := Credentials("cur", "rm-1", time.Hour, time.Now())
+	c := client(t, s, u, p)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	peer := echoPeer(t)
+	buf := make([]byte, 1500)
+	for i := 0; i < 20; i++ {
+		msg := []byte{byte(i), 'p', 'i', 'n', 'g'}
+		if _, err := relay.WriteTo(msg, peer.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		_ = relay.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, _, err := relay.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if !bytes.Equal(buf[:n], msg) {
+			t.Fatalf("packet %d: got %q", i, buf[:n])
+		}
+	}
+	st := s.Stats()
+	if st.Allocations != 1 || st.AllocationsTotal != 1 || st.RelayedBytes < 100 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestRefused(t *testing.T) {
+	s := start(t, Options{Secrets: []string{"cur"}})
+	now := time.Now()
+	cases := map[string][2]string{}
+	u, p, _ := Credentials("cur", "rm-1", -time.Minute, now)
+	cases["expired"] = [2]string{u, p}
+	u, p, _ = Credentials("wrong", "rm-1", time.Hour, now)
+	cases["wrong secret"] = [2]string{u, p}
+	cases["not numeric"] = [2]string{"abc:rm-1", computePassword("cur", "abc:rm-1")}
+	for name, cr := range cases {
+		c := client(t, s, cr[0], cr[1])
+		if relay, err := c.Allocate(); err == nil {
+			_ = relay.Close()
+			t.Fatalf("%s: allocation accepted", name)
+		}
+	}
+	if s.Stats().AuthFailures == 0 {
+		t.Fatal("no auth failures counted")
+	}
+}
+
+func TestRotation(t *testing.T) {
+	s := start(t, Options{Secrets: []string{"new", "old"}})
+	for _, secret := range []string{"new", "old"} {
+		u, p, _ := Credentials(secret, "rm-1", time.Hour, time.Now())
+		relay, err := client(t, s, u, p).Allocate()
+		if err != nil {
+			t.Fatalf("secret %s: %v", secret, err)
+		}
+		_ = relay.Close()
+	}
+	u, p, _ := Credentials("other", "rm-1", time.Hour, time.Now())
+	if relay, err := client(t, s, u, p).Allocate(); err == nil {
+		_ = relay.Close()
+		t.Fatal("unknown secret accepted")
+	}
+}
+
+func TestQuota(t *testing.T) {
+	const n = 2
+	s := start(t, Options{Secrets: []string{"cur"}, MaxAllocationsPerUser: n})
+	u, p, _ := Credentials("cur", "rm-1", time.Hour, time.Now())
+	var relays []net.PacketConn
+	for i := 0; i < n; i++ {
+		r, err := client(t, s, u, p).Allocate()
+		if err != nil {
+			t.Fatalf("allocation %d: %v", i, err)
+		}
+		relays = append(relays, r)
+	}
+	if r, err := client(t, s, u, p).Allocate(); err == nil {
+		_ = r.Close()
+		t.Fatal("allocation over quota accepted")
+	}
+	// Another user is not affected.
+	u2, p2, _ := Credentials("cur", "rm-2", time.Hour, time.Now())
+	r2, err := client(t, s, u2, p2).Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = r2.Close()
+	// Releasing an allocation frees a slot.
+	if err := relays[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		r, err := client(t, s, u, p).Allocate()
+		if err == nil {
+			_ = r.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot not released: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s.Stats().AllocationsRefused == 0 {
+		t.Fatal("refusal not counted")
+	}
+}
+
+func TestRelayEchoOverTCP(t *testing.T) {
+	s := start(t, Options{Secrets: []string{"cur"}})
+	u, p, _ := Credentials("cur", "rm-tcp", time.Hour, time.Now())
+	tcp, err := net.Dial("tcp", s.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := pturn.NewSTUNConn(tcp)
+	c, err := pturn.NewClient(&pturn.ClientConfig{
+		STUNServerAddr: s.TCPAddr().String(),
+		TURNServerAddr: s.TCPAddr().String(),
+		Conn:           conn,
+		Username:       u,
+		Password:       p,
+		Realm:          realm,
+		RTO:            100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); _ = conn.Close() })
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	peer := echoPeer(t)
+	buf := make([]byte, 1500)
+	for i := 0; i < 10; i++ {
+		msg := []byte{byte(i), 't', 'c', 'p', '-', 'd', 'a', 't', 'a'}
+		if _, err := relay.WriteTo(msg, peer.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		_ = relay.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, _, err := relay.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if !bytes.Equal(buf[:n], msg) {
+			t.Fatalf("packet %d: got %q", i, buf[:n])
+		}
+	}
+}
