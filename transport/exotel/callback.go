@@ -8,13 +8,13 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+	"urva/transport/internal/httpx"
 )
 
 // Callback events. A callback without an EventType comes from a dialler
@@ -228,44 +228,11 @@ func multipartCallback(body []byte, boundary string) (*fields, json.RawMessage, 
 // percent-escape, a name or value that is not UTF-8, or more than 1000
 // parameters.
 func parseForm(body []byte) (map[string][]string, error) {
-	params := make(map[string][]string)
-	count := 0
-	for len(body) > 0 {
-		var pair []byte
-		if i := bytes.IndexByte(body, '&'); i >= 0 {
-			pair, body = body[:i], body[i+1:]
-		} else {
-			pair, body = body, nil
-		}
-		if len(pair) == 0 {
-			continue
-		}
-		if count++; count > maxParams {
-			return nil, fmt.Errorf("%w: more than %d parameters", ErrMalformed, maxParams)
-		}
-		rawName, rawValue, _ := bytes.Cut(pair, []byte{'='})
-		name, err := unescape(rawName)
-		if err != nil {
-			return nil, fmt.Errorf("%w: parameter %d name: %v", ErrMalformed, count, err)
-		}
-		value, err := unescape(rawValue)
-		if err != nil {
-			return nil, fmt.Errorf("%w: parameter %q: %v", ErrMalformed, name, err)
-		}
-		params[name] = append(params[name], value)
+	params, err := httpx.ParseForm(body, maxParams)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return params, nil
-}
-
-func unescape(b []byte) (string, error) {
-	s, err := url.QueryUnescape(string(b))
-	if err != nil {
-		return "", err
-	}
-	if !utf8.ValidString(s) {
-		return "", errors.New("not UTF-8")
-	}
-	return s, nil
 }
 
 // formFields maps form parameters to fields: the first value of each name,

@@ -70,15 +70,7 @@ func NewClient(o ClientOptions) *Client {
 		auth:     "Basic " + base64.StdEncoding.EncodeToString([]byte(o.AccountSID+":"+o.AuthToken)),
 		callback: o.StatusCallback,
 		timeout:  timeout,
-		http: &fasthttp.Client{
-			Name:                "urva",
-			MaxConnsPerHost:     maxConnsPerHost,
-			MaxConnWaitTimeout:  timeout,
-			MaxIdleConnDuration: time.Minute,
-			ReadTimeout:         timeout,
-			WriteTimeout:        timeout,
-			MaxResponseBodySize: maxResponseBody,
-		},
+		http:     httpx.NewAPIClient(timeout, maxConnsPerHost, maxResponseBody),
 	}
 	from := strings.TrimSpace(o.From)
 	if LooksLikeSID(from, "MG") {

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+	"urva/transport/internal/httpx"
 
 	"urva/actors"
 	"urva/persistence"
@@ -42,44 +42,11 @@ const (
 // ErrMalformed: a bad percent-escape, a name or value that is not UTF-8, or
 // more than 1000 parameters.
 func ParseForm(body []byte) (map[string][]string, error) {
-	params := make(map[string][]string)
-	count := 0
-	for len(body) > 0 {
-		var pair []byte
-		if i := bytes.IndexByte(body, '&'); i >= 0 {
-			pair, body = body[:i], body[i+1:]
-		} else {
-			pair, body = body, nil
-		}
-		if len(pair) == 0 {
-			continue
-		}
-		if count++; count > maxParams {
-			return nil, fmt.Errorf("%w: more than %d parameters", ErrMalformed, maxParams)
-		}
-		rawName, rawValue, _ := bytes.Cut(pair, []byte{'='})
-		name, err := unescape(rawName)
-		if err != nil {
-			return nil, fmt.Errorf("%w: parameter %d name: %v", ErrMalformed, count, err)
-		}
-		value, err := unescape(rawValue)
-		if err != nil {
-			return nil, fmt.Errorf("%w: parameter %q: %v", ErrMalformed, name, err)
-		}
-		params[name] = append(params[name], value)
+	params, err := httpx.ParseForm(body, maxParams)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return params, nil
-}
-
-func unescape(b []byte) (string, error) {
-	s, err := url.QueryUnescape(string(b))
-	if err != nil {
-		return "", err
-	}
-	if !utf8.ValidString(s) {
-		return "", errors.New("not UTF-8")
-	}
-	return s, nil
 }
 
 // first is the first value of name, "" when absent.

@@ -54,15 +54,7 @@ func NewClient(o ClientOptions) *Client {
 		url:     strings.TrimRight(o.APIBase, "/") + "/" + o.PhoneNumberID + "/messages",
 		auth:    "Bearer " + o.AccessToken,
 		timeout: timeout,
-		http: &fasthttp.Client{
-			Name:                "urva",
-			MaxConnsPerHost:     maxConnsPerHost,
-			MaxConnWaitTimeout:  timeout,
-			MaxIdleConnDuration: time.Minute,
-			ReadTimeout:         timeout,
-			WriteTimeout:        timeout,
-			MaxResponseBodySize: maxResponseBody,
-		},
+		http:    httpx.NewAPIClient(timeout, maxConnsPerHost, maxResponseBody),
 	}
 }
 
