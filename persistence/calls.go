@@ -376,38 +376,13 @@ func (s *store) UnfinishedCalls(ctx context.Context, requestedBefore time.Time, 
 	}
 	q += ` ORDER BY cl.requested_at, cl.id LIMIT ?`
 	args = append(args, listLimit(limit))
-	rows, err := s.rdb.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Call
-	for rows.Next() {
-		c, err := scanCall(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *c)
-	}
-	return out, rows.Err()
+	return queryList(ctx, s, into(scanCall), q, args...)
 }
 
 // CallStatusHistory lists the statuses recorded for a call in the order
 // they were recorded (none for an unknown call).
 func (s *store) CallStatusHistory(ctx context.Context, callID int64) ([]CallStatusEntry, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT call_id, status, at, detail FROM call_status_history WHERE call_id = ? ORDER BY id`,
-		callID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []CallStatusEntry
-	for rows.Next() {
-		var e CallStatusEntry
-		if err := rows.Scan(scanInt{&e.CallID}, scanStr{&e.Status}, scanTime{&e.At}, scanJSON{(*[]byte)(&e.Detail)}); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return queryList(ctx, s, func(r rowScanner, e *CallStatusEntry) error {
+		return r.Scan(scanInt{&e.CallID}, scanStr{&e.Status}, scanTime{&e.At}, scanJSON{(*[]byte)(&e.Detail)})
+	}, `SELECT call_id, status, at, detail FROM call_status_history WHERE call_id = ? ORDER BY id`, callID)
 }

@@ -17,11 +17,12 @@ import (
 // Group commit (design invariant 6).
 //
 // Every write (conversation writes, webhook log rows, webhook outcomes, CRM
-// outbox state changes, call recording paths) is queued as an op. One committer goroutine takes up
-// to BatchMaxRows ops, waiting at most BatchMaxWait after the first one
-// arrived, applies them all in ONE transaction and then calls their
-// completions in queue order. With a single committer, commit order is queue
-// order and event ids (the socket cursor) grow in commit order.
+// outbox state changes, call recording paths, video calls between RMs) is
+// queued as an op. One committer goroutine takes up to BatchMaxRows ops,
+// waiting at most BatchMaxWait after the first one arrived, applies them all
+// in ONE transaction and then calls their completions in queue order. With a
+// single committer, commit order is queue order and event ids (the socket
+// cursor) grow in commit order.
 //
 // A write that fails before it changed anything (stale seq, unknown
 // conversation, invalid input) fails alone and the batch goes on. Any other
@@ -48,6 +49,7 @@ const (
 	opOutboxFailed
 	opOutboxReplay
 	opCallRecordingPath
+	opVideoCall
 )
 
 type op struct {
@@ -69,10 +71,16 @@ type op struct {
 
 	callRec *callRecordingUpdate // completes through odone
 
+	vc     *VideoCallChange // a call between two RMs
+	vcdone func(*VideoCall, bool, error)
+
 	// Outcome of the current attempt.
 	res   *WriteResult
 	logID int64
 	n     int64 // outbox rows an outbox update changed
+	// The video call after the change, and whether its status moved.
+	vcRes   *VideoCall
+	vcMoved bool
 	// outboxRows counts the outbox rows the op inserted or made pending
 	// (OnOutbox is called for a batch that committed some).
 	outboxRows int
@@ -80,7 +88,7 @@ type op struct {
 }
 
 func (o *op) reset() {
-	o.res, o.logID, o.n, o.outboxRows, o.err = nil, 0, 0, 0, nil
+	o.res, o.logID, o.n, o.vcRes, o.vcMoved, o.outboxRows, o.err = nil, 0, 0, nil, false, 0, nil
 }
 
 // fail records err as the op's final outcome.
@@ -111,6 +119,14 @@ func (o *op) complete() {
 	case opOutboxDelivered, opOutboxFailed, opOutboxReplay:
 		if o.obdone != nil {
 			o.obdone(o.n, o.err)
+		}
+	case opVideoCall:
+		if o.vcdone != nil {
+			if o.err != nil {
+				o.vcdone(nil, false, o.err)
+			} else {
+				o.vcdone(o.vcRes, o.vcMoved, nil)
+			}
 		}
 	}
 }
@@ -389,6 +405,8 @@ func (s *store) applyOp(t *txn, o *op) {
 		o.n, o.err = s.applyOutboxUpdate(t, o.kind, o.ob)
 	case opCallRecordingPath:
 		o.err = s.applyCallRecordingPath(t, o.callRec)
+	case opVideoCall:
+		o.vcRes, o.vcMoved, o.err = s.applyVideoCallOp(t, o.vc)
 	default:
 		o.err = fmt.Errorf("%w: unknown op %d", ErrInvalid, o.kind)
 	}

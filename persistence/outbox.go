@@ -5,11 +5,11 @@ import (
 	"time"
 )
 
-// CRM outbox: which changes of a conversation become CRM events, and the
-// data object of each event type. This file is the one place where domain
-// rows map to the generic event schema documented in docs/crm.md; the
-// delivery side sends the data as stored, and an adapter for a specific CRM
-// maps these types to that CRM's format.
+// CRM outbox: which changes of a conversation (or of a video call between
+// two RMs) become CRM events, and the data object of each event type. This
+// file is the one place where domain rows map to the generic event schema
+// documented in docs/crm.md; the delivery side sends the data as stored, and
+// an adapter for a specific CRM maps these types to that CRM's format.
 //
 // Conventions of the data objects: every key is always present; ids are
 // numbers, 0 when there is none (an unassigned conversation, an inbound
@@ -108,6 +108,31 @@ type OutboxCallData struct {
 	Call         OutboxCall         `json:"call"`
 }
 
+// OutboxVideoCall is the "video_call" object of video_call.ended, and the
+// Detail of every "video_call" event (the call as it was after the change).
+type OutboxVideoCall struct {
+	ID              int64      `json:"id"`
+	Status          string     `json:"status"`
+	EndReason       string     `json:"end_reason"` // "" until ended
+	InviterRMID     int64      `json:"inviter_rm_id"`
+	InviteeRMID     int64      `json:"invitee_rm_id"` // 0 when the contact was invited
+	ContactPhone    string     `json:"contact_phone"` // "" for a call between two RMs
+	CreatedAt       time.Time  `json:"created_at"`
+	ExpiresAt       time.Time  `json:"expires_at"`
+	StartedAt       *time.Time `json:"started_at"` // null until both participants were in the room
+	EndedAt         *time.Time `json:"ended_at"`   // null until ended
+	DurationSeconds int64      `json:"duration_seconds"`
+	Joins           int        `json:"joins"`
+}
+
+// OutboxVideoCallData is the data of video_call.ended. For a call between
+// two RMs, conversation and contact are the zero objects (id 0, "" strings).
+type OutboxVideoCallData struct {
+	Conversation OutboxConversation `json:"conversation"`
+	Contact      OutboxContact      `json:"contact"`
+	VideoCall    OutboxVideoCall    `json:"video_call"`
+}
+
 func outboxConversation(c *Conversation) OutboxConversation {
 	return OutboxConversation{ID: c.ID, Channel: c.Key.Channel, BusinessNumber: c.Key.BusinessNumber, AssignedRMID: c.AssignedRMID}
 }
@@ -190,6 +215,35 @@ func callEndedType(status string) string {
 	return OutboxCallFailed
 }
 
+// OutboxVideoCallOf renders a video call as the "video_call" object
+// (events, CRM data; the transport layer can use it for its own frames too).
+func OutboxVideoCallOf(c *VideoCall) OutboxVideoCall {
+	return OutboxVideoCall{
+		ID:              c.ID,
+		Status:          c.Status,
+		EndReason:       c.EndReason,
+		InviterRMID:     c.InviterRMID,
+		InviteeRMID:     c.InviteeRMID,
+		ContactPhone:    c.ContactPhone,
+		CreatedAt:       c.CreatedAt.UTC(),
+		ExpiresAt:       c.ExpiresAt.UTC(),
+		StartedAt:       optTime(c.StartedAt),
+		EndedAt:         optTime(c.EndedAt),
+		DurationSeconds: c.DurationSeconds,
+		Joins:           c.Joins,
+	}
+}
+
+// videoCallEndedData maps a video call that just ended; c is nil for a call
+// between two RMs.
+func videoCallEndedData(c *Conversation, vc *VideoCall) OutboxVideoCallData {
+	d := OutboxVideoCallData{VideoCall: OutboxVideoCallOf(vc)}
+	if c != nil {
+		d.Conversation, d.Contact = outboxConversation(c), outboxContact(c)
+	}
+	return d
+}
+
 // messageReceivedData maps a stored inbound message.
 func messageReceivedData(c *Conversation, m *Message) OutboxMessageData {
 	return OutboxMessageData{Conversation: outboxConversation(c), Contact: outboxContact(c), Message: outboxMessage(m)}
@@ -230,11 +284,23 @@ func (t *txn) outboxCreated(conv *Conversation) error {
 	return t.insertOutbox(OutboxConversationAssigned, conv.ID, conversationAssignedData(conv, conv.AssignedRMID, 0))
 }
 
+// outboxVideoCall writes video_call.ended for a video call whose status just
+// moved (moved) to ended, and nothing otherwise: statuses move only forward,
+// so this happens once per call. conv is the call's conversation, nil for a
+// call between two RMs (its row has conversation_id 0).
+func (t *txn) outboxVideoCall(conv *Conversation, vc *VideoCall, moved bool) error {
+	if !moved || vc.Status != VideoCallEnded {
+		return nil
+	}
+	return t.insertOutbox(OutboxVideoCallEnded, vc.ConversationID, videoCallEndedData(conv, vc))
+}
+
 // outboxItem writes the event of one applied item, if it is one the CRM
 // sees: a new inbound message, an outbound message the provider accepted, a
-// status that moved, an assignment, a call that reached a terminal status.
-// Duplicates, queued outbound messages and other call changes write nothing. conv is the conversation as the item left it, previousRMID
-// the RM it was assigned to before the item.
+// status that moved, an assignment, a call that reached a terminal status, a
+// video call that ended. Duplicates, queued outbound messages and other call
+// and video call changes write nothing. conv is the conversation as the item
+// left it, previousRMID the RM it was assigned to before the item.
 func (t *txn) outboxItem(conv *Conversation, it WriteItem, r ItemResult, previousRMID int64) error {
 	if r.Duplicate {
 		return nil
@@ -261,6 +327,12 @@ func (t *txn) outboxItem(conv *Conversation, it WriteItem, r ItemResult, previou
 			return nil
 		}
 		return t.insertOutbox(callEndedType(r.Call.Status), conv.ID, callEndedData(conv, r.Call))
+	case ItemVideoCall:
+		// An event means the video call was created or its status moved.
+		if r.VideoCall == nil {
+			return nil
+		}
+		return t.outboxVideoCall(conv, r.VideoCall, r.Event != nil)
 	}
 	return nil
 }

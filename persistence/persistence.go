@@ -14,7 +14,10 @@
 // Voice calls are conversation writes too: a call is created and moved
 // through its states by WriteItems of kind ItemCall, so every transition
 // that shows in the conversation's timeline takes the conversation's next seq
-// in the same transaction as the call row (calls.go).
+// in the same transaction as the call row (calls.go). Video calls of a
+// conversation are ItemVideoCall writes the same way; those between two RMs,
+// which have no conversation, go through the same group commit without
+// events (videocalls.go).
 package persistence
 
 import (
@@ -237,6 +240,11 @@ const (
 	// status moves forward (CallStatusRank); a call.completed or call.failed
 	// CRM event when it reaches a terminal status.
 	ItemCall
+	// ItemVideoCall creates a video call of this conversation or applies a
+	// change to one (see VideoCallChange): a "video_call" event whenever the
+	// call is created or its status moves forward; the video_call.ended CRM
+	// event when it ends.
+	ItemVideoCall
 )
 
 // WriteItem is one thing that happened to a conversation.
@@ -252,6 +260,8 @@ type WriteItem struct {
 	SMSOptOut *bool
 	// Call is what an ItemCall does.
 	Call *CallChange
+	// VideoCall is what an ItemVideoCall does.
+	VideoCall *VideoCallChange
 }
 
 // ConversationWrite is everything one conversation actor commits at once.
@@ -289,6 +299,10 @@ type ItemResult struct {
 	// is, with any fields the item completed). Nil for other items, and for a
 	// change of a call that is not found in this conversation.
 	Call *Call
+	// VideoCall is the video call after an ItemVideoCall (Duplicate: its
+	// status did not move). Nil for other items, and for a change of a video
+	// call that is not found in this conversation.
+	VideoCall *VideoCall
 }
 
 // WriteResult reports a committed ConversationWrite.
@@ -467,7 +481,7 @@ type EventRecord struct {
 	Conversation Conversation
 	ContactPhone string
 	ContactName  string
-	Message      *Message // for message and status events; nil for others (a call event's call is in Detail)
+	Message      *Message // for message and status events; nil for others (a call or video_call event's call is in Detail)
 }
 
 // Store is the database. Writes are group-committed: each call waits for the
@@ -514,6 +528,8 @@ type Store interface {
 
 	// Calls (created and changed by ItemCall writes).
 	Calls
+	// Video calls (those of a conversation are ItemVideoCall writes).
+	VideoCalls
 
 	// Operations.
 	Ping(ctx context.Context) error

@@ -260,3 +260,33 @@ func scanEventRecords(rows *sql.Rows) ([]EventRecord, error) {
 	}
 	return out, rows.Err()
 }
+
+// queryList runs a read query on the read pool and scans every row with
+// scan (which fills the value it is given from the row).
+func queryList[T any](ctx context.Context, s *store, scan func(rowScanner, *T) error, q string, args ...any) ([]T, error) {
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := scan(rows, &v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// into adapts a scanner that returns a new value to queryList.
+func into[T any](scan func(rowScanner) (*T, error)) func(rowScanner, *T) error {
+	return func(r rowScanner, dst *T) error {
+		v, err := scan(r)
+		if err == nil {
+			*dst = *v
+		}
+		return err
+	}
+}

@@ -123,6 +123,8 @@ func validateItem(it WriteItem) error {
 		return nil
 	case ItemCall:
 		return validateCallChange(it.Call)
+	case ItemVideoCall:
+		return validateVideoCallChange(it.VideoCall, false)
 	}
 	return invalid("unknown item kind %d", it.Kind)
 }
@@ -202,6 +204,8 @@ func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResu
 			r, err = t.assign(conv, it)
 		case ItemCall:
 			r, err = t.call(conv, it.Call)
+		case ItemVideoCall:
+			r, err = t.videoCall(conv, it.VideoCall)
 		}
 		if err == nil && s.cfg.Outbox {
 			// The CRM event goes in the same transaction as the change.

@@ -79,6 +79,12 @@ func RunConfig(t *testing.T, open Opener) {
 		{name: "CallRecordingPath", fn: testCallRecordingPath},
 		{name: "CallInvalid", fn: testCallInvalid},
 		{name: "CallOutbox", cfg: testCallOutbox},
+		{name: "VideoCallLifecycle", fn: testVideoCallLifecycle},
+		{name: "VideoCallRMToRM", fn: testVideoCallRMToRM},
+		{name: "VideoCallInvalid", fn: testVideoCallInvalid},
+		{name: "UnfinishedVideoCalls", fn: testUnfinishedVideoCalls},
+		{name: "VideoCallOutbox", cfg: testVideoCallOutbox},
+		{name: "VideoCallGroupCommit", cfg: testVideoCallGroupCommit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
