@@ -11,6 +11,7 @@
 package config
 
 import (
+	"runtime"
 	"time"
 )
 
@@ -39,6 +40,7 @@ type Config struct {
 	SMS      SMS      `koanf:"sms"`
 	Dialler  Dialler  `koanf:"dialler"`
 	TURN     TURN     `koanf:"turn"`
+	Video    Video    `koanf:"video"`
 	CRM      CRM      `koanf:"crm"`
 	Sandbox  Sandbox  `koanf:"sandbox"`
 	Log      Log      `koanf:"log"`
@@ -136,18 +138,67 @@ const (
 	FirstLegRM      = "rm"
 )
 
-// TURN is the built-in TURN server (TURN REST API credentials).
+// TURN is the built-in TURN server (TURN REST API credentials), or an
+// external one that shares its secret.
 type TURN struct {
+	// Enabled runs the built-in TURN server.
 	Enabled bool `koanf:"enabled"`
-	// Listen is the UDP listen address, host:port.
+	// Listen is the UDP and TCP listen address, host:port.
 	Listen string `koanf:"listen"`
 	// PublicIP is the address given to peers; empty means the listen host.
 	PublicIP string `koanf:"public_ip"`
 	Realm    string `koanf:"realm"`
 	// AuthSecret derives time-limited credentials (shared with an external
 	// coturn using static-auth-secret, if one is used instead).
-	AuthSecret    string        `koanf:"auth_secret"`
-	CredentialTTL time.Duration `koanf:"credential_ttl"`
+	AuthSecret string `koanf:"auth_secret"`
+	// PreviousAuthSecret is still accepted by the built-in server during a
+	// rotation; credentials are only ever derived from AuthSecret.
+	PreviousAuthSecret string        `koanf:"previous_auth_secret"`
+	CredentialTTL      time.Duration `koanf:"credential_ttl"`
+	// UDPListeners is the number of UDP sockets sharing the listen port
+	// (SO_REUSEPORT), each with its own read loop; 0 means one per CPU
+	// (see UDPListenerCount).
+	UDPListeners int `koanf:"udp_listeners"`
+	// MaxAllocationsPerUser caps one user's live allocations; 0 = no cap.
+	MaxAllocationsPerUser int `koanf:"max_allocations_per_user"`
+	// ExternalURLs are turn:, turns: and stun: URIs handed to clients when
+	// Enabled is false: an external TURN server using AuthSecret.
+	ExternalURLs []string `koanf:"external_urls"`
+}
+
+// UDPListenerCount is UDPListeners, with 0 resolved to the number of CPUs.
+func (t TURN) UDPListenerCount() int {
+	if t.UDPListeners > 0 {
+		return t.UDPListeners
+	}
+	return runtime.NumCPU()
+}
+
+// Secrets lists the secrets the built-in server accepts: AuthSecret first,
+// then PreviousAuthSecret when set (and different).
+func (t TURN) Secrets() []string {
+	var out []string
+	if t.AuthSecret != "" {
+		out = append(out, t.AuthSecret)
+	}
+	if t.PreviousAuthSecret != "" && t.PreviousAuthSecret != t.AuthSecret {
+		out = append(out, t.PreviousAuthSecret)
+	}
+	return out
+}
+
+// Video is the browser video call.
+type Video struct {
+	// LinkTTL is how long a video call link stays valid for joining.
+	LinkTTL time.Duration `koanf:"link_ttl"`
+	// MaxDuration ends a call that has lasted this long.
+	MaxDuration time.Duration `koanf:"max_duration"`
+	// RejoinGrace is how long a participant who dropped out may come back
+	// before the call ends.
+	RejoinGrace time.Duration `koanf:"rejoin_grace"`
+	// RelayOnly makes the page use TURN relays only (iceTransportPolicy
+	// "relay"), so that neither side learns the other's IP address.
+	RelayOnly bool `koanf:"relay_only"`
 }
 
 // CRM is the CRM sync target.
@@ -187,6 +238,11 @@ const (
 	DefaultTURNRealm      = "urva"
 	DefaultCredentialTTL  = 12 * time.Hour
 	DefaultReconcileAfter = 10 * time.Minute
+
+	DefaultMaxAllocationsPerUser = 10
+	DefaultVideoLinkTTL          = time.Hour
+	DefaultVideoMaxDuration      = 2 * time.Hour
+	DefaultVideoRejoinGrace      = 30 * time.Second
 )
 
 // Default returns the configuration used for every key that neither the file
@@ -211,9 +267,15 @@ func Default() *Config {
 		},
 		CRM: CRM{MaxAge: 72 * time.Hour, Timeout: 10 * time.Second},
 		TURN: TURN{
-			Listen:        DefaultTURNListen,
-			Realm:         DefaultTURNRealm,
-			CredentialTTL: DefaultCredentialTTL,
+			Listen:                DefaultTURNListen,
+			Realm:                 DefaultTURNRealm,
+			CredentialTTL:         DefaultCredentialTTL,
+			MaxAllocationsPerUser: DefaultMaxAllocationsPerUser,
+		},
+		Video: Video{
+			LinkTTL:     DefaultVideoLinkTTL,
+			MaxDuration: DefaultVideoMaxDuration,
+			RejoinGrace: DefaultVideoRejoinGrace,
 		},
 		Log: Log{Format: LogJSON, Level: "info"},
 	}

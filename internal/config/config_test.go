@@ -67,6 +67,13 @@ func TestLoad(t *testing.T) {
 				if c.Dialler.FirstLeg != "contact" || c.Dialler.ReconcileAfter != 10*time.Minute || c.Dialler.RecordingsDir != "" {
 					t.Errorf("dialler defaults changed: %+v", c.Dialler)
 				}
+				if c.TURN.UDPListeners != 0 || c.TURN.MaxAllocationsPerUser != 10 || c.TURN.ExternalURLs != nil ||
+					c.TURN.PreviousAuthSecret != "" || c.TURN.Enabled {
+					t.Errorf("turn defaults changed: %+v", c.TURN)
+				}
+				if c.Video != (Video{LinkTTL: time.Hour, MaxDuration: 2 * time.Hour, RejoinGrace: 30 * time.Second}) {
+					t.Errorf("video defaults changed: %+v", c.Video)
+				}
 			},
 		},
 		{
@@ -147,6 +154,83 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{
+			name: "turn and video keys from the file",
+			file: `
+turn:
+  enabled: false
+  auth_secret: current
+  previous_auth_secret: previous
+  udp_listeners: 4
+  max_allocations_per_user: 0
+  external_urls:
+    - turn:turn.example.com:3478?transport=udp
+    - turns:turn.example.com:5349?transport=tcp
+    - stun:stun.example.com
+video:
+  link_ttl: 30m
+  max_duration: 90m
+  rejoin_grace: 45s
+  relay_only: true
+sandbox:
+  enabled: true
+`,
+			check: func(t *testing.T, c *Config) {
+				want := Default().TURN
+				want.AuthSecret, want.PreviousAuthSecret = "current", "previous"
+				want.UDPListeners, want.MaxAllocationsPerUser = 4, 0
+				want.ExternalURLs = []string{
+					"turn:turn.example.com:3478?transport=udp",
+					"turns:turn.example.com:5349?transport=tcp",
+					"stun:stun.example.com",
+				}
+				if !reflect.DeepEqual(c.TURN, want) {
+					t.Errorf("turn = %+v, want %+v", c.TURN, want)
+				}
+				if c.Video != (Video{LinkTTL: 30 * time.Minute, MaxDuration: 90 * time.Minute, RejoinGrace: 45 * time.Second, RelayOnly: true}) {
+					t.Errorf("video = %+v", c.Video)
+				}
+				if err := c.Validate(); err != nil {
+					t.Errorf("Validate: %v", err)
+				}
+			},
+		},
+		{
+			name: "turn list and video keys from the environment",
+			file: "turn:\n  external_urls:\n    - stun:from-file\n",
+			environ: []string{
+				"URVA_TURN_EXTERNAL_URLS= turn:a.example.com:3478?transport=udp , turns:[2001:db8::1]:5349,,stun:b.example.com ",
+				"URVA_TURN_UDP_LISTENERS=3",
+				"URVA_TURN_MAX_ALLOCATIONS_PER_USER=0",
+				"URVA_TURN_PREVIOUS_AUTH_SECRET=old",
+				"URVA_VIDEO_LINK_TTL=15m",
+				"URVA_VIDEO_MAX_DURATION=1h",
+				"URVA_VIDEO_REJOIN_GRACE=10s",
+				"URVA_VIDEO_RELAY_ONLY=true",
+			},
+			check: func(t *testing.T, c *Config) {
+				want := []string{"turn:a.example.com:3478?transport=udp", "turns:[2001:db8::1]:5349", "stun:b.example.com"}
+				if !reflect.DeepEqual(c.TURN.ExternalURLs, want) {
+					t.Errorf("turn.external_urls = %q, want %q", c.TURN.ExternalURLs, want)
+				}
+				if c.TURN.UDPListeners != 3 || c.TURN.MaxAllocationsPerUser != 0 || c.TURN.PreviousAuthSecret != "old" {
+					t.Errorf("turn = %+v", c.TURN)
+				}
+				if c.Video != (Video{LinkTTL: 15 * time.Minute, MaxDuration: time.Hour, RejoinGrace: 10 * time.Second, RelayOnly: true}) {
+					t.Errorf("video = %+v", c.Video)
+				}
+			},
+		},
+		{
+			name:    "an empty list variable clears the file's list",
+			file:    "turn:\n  external_urls: [stun:from-file]\n",
+			environ: []string{"URVA_TURN_EXTERNAL_URLS="},
+			check: func(t *testing.T, c *Config) {
+				if c.TURN.ExternalURLs == nil || len(c.TURN.ExternalURLs) != 0 {
+					t.Errorf("turn.external_urls = %#v, want an empty list", c.TURN.ExternalURLs)
+				}
+			},
+		},
+		{
 			name: "numbers stay as written",
 			file: "whatsapp:\n  business_number: +919800000001\n  phone_number_id: 0012\n",
 			check: func(t *testing.T, c *Config) {
@@ -211,6 +295,9 @@ func TestLoadErrors(t *testing.T) {
 		{"bad env int", "", []string{"URVA_DATABASE_BATCH_MAX_ROWS=many"}, []string{"batch_max_rows"}},
 		{"bad env bool", "", []string{"URVA_SANDBOX_ENABLED=perhaps"}, []string{"enabled"}},
 		{"bare number reconcile_after", "dialler:\n  reconcile_after: 600\n", nil, []string{"reconcile_after"}},
+		{"bare number video duration", "video:\n  rejoin_grace: 30\n", nil, []string{"rejoin_grace", "Go duration"}},
+		{"bad env listeners", "", []string{"URVA_TURN_UDP_LISTENERS=all"}, []string{"udp_listeners"}},
+		{"list given a mapping", "turn:\n  external_urls:\n    url: stun:x\n", nil, []string{"external_urls"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -292,7 +379,9 @@ func TestKeysAndEnvNames(t *testing.T) {
 		"dialler.api_key", "dialler.api_token", "dialler.caller_id", "dialler.callback_token",
 		"dialler.first_leg", "dialler.reconcile_after", "dialler.recordings_dir",
 		"turn.enabled", "turn.listen", "turn.public_ip", "turn.realm", "turn.auth_secret",
-		"turn.credential_ttl", "crm.webhook_url", "crm.secret", "crm.max_age", "crm.timeout", "sandbox.enabled", "log.format", "log.level",
+		"turn.previous_auth_secret", "turn.credential_ttl", "turn.udp_listeners", "turn.max_allocations_per_user",
+		"turn.external_urls", "video.link_ttl", "video.max_duration", "video.rejoin_grace", "video.relay_only",
+		"crm.webhook_url", "crm.secret", "crm.max_age", "crm.timeout", "sandbox.enabled", "log.format", "log.level",
 	}
 	if len(keys) != len(wantKeys) {
 		t.Errorf("%d keys, want %d: %v", len(keys), len(wantKeys), keys)

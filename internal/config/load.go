@@ -24,7 +24,9 @@ import (
 //
 // A key in the file that the configuration does not have is an error naming
 // the key. URVA_* variables that name no key are ignored, since other tools
-// share the prefix. Durations are Go durations ("2ms", "12h"). Load does not
+// share the prefix. Durations are Go durations ("2ms", "12h"). A list key
+// takes a YAML list or, as the environment must give it, one comma-separated
+// string (URVA_TURN_EXTERNAL_URLS=turn:a:3478,stun:b). Load does not
 // validate: call Validate.
 func Load(path string, environ []string) (*Config, error) {
 	k := koanf.New(".")
@@ -48,7 +50,7 @@ func Load(path string, environ []string) (*Config, error) {
 
 	cfg := Default()
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook:       durationHook,
+		DecodeHook:       mapstructure.ComposeDecodeHookFunc(durationHook, listHook),
 		WeaklyTypedInput: true, // "256" from the environment is an int
 		TagName:          "koanf",
 		Result:           cfg,
@@ -209,6 +211,25 @@ func durationHook(from, to reflect.Type, data any) (any, error) {
 		return nil, fmt.Errorf("%q is not a duration: write a Go duration such as \"2ms\", \"30s\" or \"12h\"", str)
 	}
 	return d, nil
+}
+
+var stringsType = reflect.TypeFor[[]string]()
+
+// listHook reads a string list from one comma-separated string (how the
+// environment gives it) as well as from a YAML list. Items are trimmed and
+// empty ones dropped, so an empty variable sets an empty list.
+func listHook(from, to reflect.Type, data any) (any, error) {
+	str, ok := data.(string)
+	if to != stringsType || !ok {
+		return data, nil
+	}
+	out := []string{}
+	for item := range strings.SplitSeq(str, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out, nil
 }
 
 // yamlParser is a koanf.Parser that keeps every YAML scalar as its source

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -152,18 +153,56 @@ func (c *Config) Validate() error {
 		p.addf("dialler.reconcile_after must be positive, got %s", c.Dialler.ReconcileAfter)
 	}
 
-	if c.TURN.Enabled {
-		checkHostPort(&p, "turn.listen", c.TURN.Listen)
-		if c.TURN.PublicIP != "" && net.ParseIP(c.TURN.PublicIP) == nil {
-			p.addf("turn.public_ip %q is not an IP address", c.TURN.PublicIP)
+	t := c.TURN
+	if t.Enabled {
+		checkHostPort(&p, "turn.listen", t.Listen)
+		if t.PublicIP != "" && net.ParseIP(t.PublicIP) == nil {
+			p.addf("turn.public_ip %q is not an IP address", t.PublicIP)
 		}
-		if c.TURN.Realm == "" {
+		if host, _, err := net.SplitHostPort(t.Listen); err == nil && t.PublicIP == "" && isWildcard(host) {
+			p.addf("turn.public_ip is required when turn.listen %q has no specific host: browsers must be given an address they can reach", t.Listen)
+		}
+		if t.Realm == "" {
 			p.addf("turn.realm is required when turn.enabled is true")
 		}
-		required(&p, "when turn.enabled is true", "turn.auth_secret", c.TURN.AuthSecret)
-		if c.TURN.CredentialTTL <= 0 {
-			p.addf("turn.credential_ttl must be positive, got %s", c.TURN.CredentialTTL)
+		if len(t.ExternalURLs) > 0 {
+			p.addf("turn.external_urls is used only when turn.enabled is false: switch the built-in server off or clear the list")
 		}
+	}
+	if t.Enabled || len(t.ExternalURLs) > 0 {
+		when := "when turn.enabled is true"
+		if !t.Enabled {
+			when = "when turn.external_urls is set"
+		}
+		required(&p, when, "turn.auth_secret", t.AuthSecret)
+		if t.CredentialTTL <= 0 {
+			p.addf("turn.credential_ttl must be positive, got %s", t.CredentialTTL)
+		}
+	}
+	for i, u := range t.ExternalURLs {
+		if err := checkICEURL(u); err != nil {
+			p.addf("turn.external_urls[%d] %q %v", i, u, err)
+		}
+	}
+	if t.UDPListeners < 0 {
+		p.addf("turn.udp_listeners must not be negative (0 = one per CPU), got %d", t.UDPListeners)
+	}
+	if t.MaxAllocationsPerUser < 0 {
+		p.addf("turn.max_allocations_per_user must not be negative (0 = no limit), got %d", t.MaxAllocationsPerUser)
+	}
+
+	v := c.Video
+	if v.LinkTTL <= 0 {
+		p.addf("video.link_ttl must be positive, got %s", v.LinkTTL)
+	}
+	if v.MaxDuration <= 0 {
+		p.addf("video.max_duration must be positive, got %s", v.MaxDuration)
+	}
+	if v.RejoinGrace <= 0 {
+		p.addf("video.rejoin_grace must be positive, got %s", v.RejoinGrace)
+	}
+	if v.RelayOnly && !t.Enabled && !hasRelayURL(t.ExternalURLs) {
+		p.addf("video.relay_only needs a TURN relay: set turn.enabled to true, or give a turn: or turns: URI in turn.external_urls")
 	}
 
 	if c.CRM.WebhookURL != "" {
@@ -238,6 +277,15 @@ func (c *Config) normalise() {
 		c.Dialler.FirstLeg = FirstLegContact
 	}
 	c.Dialler.RecordingsDir = strings.TrimSpace(c.Dialler.RecordingsDir)
+	if c.TURN.ExternalURLs != nil {
+		urls := make([]string, 0, len(c.TURN.ExternalURLs))
+		for _, u := range c.TURN.ExternalURLs {
+			if u = strings.TrimSpace(u); u != "" {
+				urls = append(urls, u)
+			}
+		}
+		c.TURN.ExternalURLs = urls
+	}
 }
 
 // fillSandbox completes missing secrets with the Sandbox* values.
@@ -328,6 +376,91 @@ func checkURL(p *problems, key, v string, base bool) {
 	if base && (u.RawQuery != "" || u.Fragment != "" || u.User != nil) {
 		p.addf("%s %q must be a plain base URL (no user, query or fragment)", key, v)
 	}
+}
+
+func isWildcard(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
+}
+
+// checkICEURL accepts the URIs a browser takes in RTCIceServer.urls:
+// stun:host[:port], turn:host[:port][?transport=udp|tcp] and
+// turns:host[:port][?transport=tcp], an IPv6 host in brackets.
+func checkICEURL(v string) error {
+	scheme, rest, ok := strings.Cut(v, ":")
+	scheme = strings.ToLower(scheme)
+	if !ok || scheme != "turn" && scheme != "turns" && scheme != "stun" {
+		return errors.New("must start with turn:, turns: or stun:")
+	}
+	if strings.HasPrefix(rest, "//") {
+		return fmt.Errorf("must not have '//' after %s: (write %s:host:port)", scheme, scheme)
+	}
+	hostport, query, hasQuery := strings.Cut(rest, "?")
+	var host, port string
+	hasPort := false
+	if strings.HasPrefix(hostport, "[") {
+		end := strings.Index(hostport, "]")
+		if end < 0 {
+			return errors.New("has an unclosed '[' in its host")
+		}
+		host = hostport[1:end]
+		if ip := net.ParseIP(host); ip == nil || ip.To4() != nil {
+			return fmt.Errorf("has a bad IPv6 address %q", host)
+		}
+		after := hostport[end+1:]
+		if after != "" && !strings.HasPrefix(after, ":") {
+			return fmt.Errorf("has %q after its host: write :port", after)
+		}
+		port, hasPort = strings.CutPrefix(after, ":")
+	} else {
+		if strings.Count(hostport, ":") > 1 {
+			return errors.New("has an IPv6 address without brackets: write turn:[2001:db8::1]:3478")
+		}
+		host, port, hasPort = strings.Cut(hostport, ":")
+		if !validHostName(host) {
+			return errors.New("has no valid host name or IPv4 address")
+		}
+	}
+	if hasPort {
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return fmt.Errorf("has a bad port %q: use a number from 1 to 65535", port)
+		}
+	}
+	if hasQuery {
+		switch {
+		case scheme == "stun":
+			return errors.New("must have no query: stun: takes no transport")
+		case query == "transport=tcp", query == "transport=udp" && scheme == "turn":
+		default:
+			return fmt.Errorf("has an unsupported query %q: use ?transport=udp or ?transport=tcp (turns: only tcp)", query)
+		}
+	}
+	return nil
+}
+
+// validHostName accepts a DNS name or IPv4 address: letters, digits, '-',
+// '_' and '.'.
+func validHostName(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// hasRelayURL reports whether urls holds a turn: or turns: URI.
+func hasRelayURL(urls []string) bool {
+	for _, u := range urls {
+		l := strings.ToLower(u)
+		if strings.HasPrefix(l, "turn:") || strings.HasPrefix(l, "turns:") {
+			return true
+		}
+	}
+	return false
 }
 
 // checkE164 accepts '+' followed by 7 to 15 digits, the first not 0.

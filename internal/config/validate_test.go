@@ -3,8 +3,10 @@ package config
 import (
 	"errors"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // valid returns a complete production configuration.
@@ -149,6 +151,128 @@ func TestValidate(t *testing.T) {
 				"turn.auth_secret is required when turn.enabled is true",
 				"turn.credential_ttl must be positive",
 			},
+		},
+		{
+			name: "built-in turn with every new key",
+			modify: func(c *Config) {
+				c.TURN.Enabled = true
+				c.TURN.AuthSecret = "cur"
+				c.TURN.PreviousAuthSecret = "old"
+				c.TURN.UDPListeners = 4
+				c.TURN.MaxAllocationsPerUser = 0
+				c.Video.RelayOnly = true
+			},
+		},
+		{
+			name:   "turn off and no external urls: video without a relay is allowed",
+			modify: func(c *Config) { c.TURN.Enabled = false; c.TURN.AuthSecret = "" },
+		},
+		{
+			name: "external urls need the secret",
+			modify: func(c *Config) {
+				c.TURN.ExternalURLs = []string{"turn:turn.example.com:3478?transport=udp", "stun:stun.example.com"}
+				c.TURN.CredentialTTL = 0
+			},
+			want: []string{
+				"turn.auth_secret is required when turn.external_urls is set (environment: URVA_TURN_AUTH_SECRET)",
+				"turn.credential_ttl must be positive",
+			},
+		},
+		{
+			name: "external urls of every accepted form",
+			modify: func(c *Config) {
+				c.TURN.AuthSecret = "cur"
+				c.TURN.ExternalURLs = []string{
+					"turn:turn.example.com", "turn:turn.example.com:3478", "turn:203.0.113.7:3478?transport=udp",
+					"turn:turn.example.com:3478?transport=tcp", "turns:turn.example.com:5349?transport=tcp",
+					"turns:turn.example.com:443", "stun:stun.example.com:3478", "STUN:stun.example.com",
+					"turn:[2001:db8::1]:3478?transport=udp", "stun:[2001:db8::1]", " turn:padded.example.com ",
+				}
+				c.Video.RelayOnly = true
+			},
+		},
+		{
+			name: "bad external urls",
+			modify: func(c *Config) {
+				c.TURN.AuthSecret = "cur"
+				c.TURN.ExternalURLs = []string{
+					"https://turn.example.com", "turn://turn.example.com:3478", "turn:", "turn:2001:db8::1:3478",
+					"turn:turn.example.com:0", "turn:turn.example.com:70000", "turn:host:port",
+					"stun:stun.example.com?transport=udp", "turns:turn.example.com?transport=udp",
+					"turn:turn.example.com?transport=sctp", "turn:[2001:db8::1", "turn:[1.2.3.4]:3478",
+					"turn:user@turn.example.com",
+				}
+			},
+			want: []string{
+				`turn.external_urls[0] "https://turn.example.com" must start with turn:, turns: or stun:`,
+				`turn.external_urls[1] "turn://turn.example.com:3478" must not have '//'`,
+				`turn.external_urls[2] "turn:" has no valid host`,
+				`turn.external_urls[3] "turn:2001:db8::1:3478" has an IPv6 address without brackets`,
+				`turn.external_urls[4] "turn:turn.example.com:0" has a bad port "0"`,
+				`turn.external_urls[5] "turn:turn.example.com:70000" has a bad port "70000"`,
+				`turn.external_urls[6] "turn:host:port" has a bad port "port"`,
+				`turn.external_urls[7] "stun:stun.example.com?transport=udp" must have no query`,
+				`turn.external_urls[8] "turns:turn.example.com?transport=udp" has an unsupported query`,
+				`turn.external_urls[9] "turn:turn.example.com?transport=sctp" has an unsupported query`,
+				`turn.external_urls[10] "turn:[2001:db8::1" has an unclosed '['`,
+				`turn.external_urls[11] "turn:[1.2.3.4]:3478" has a bad IPv6 address`,
+				`turn.external_urls[12] "turn:user@turn.example.com" has no valid host`,
+			},
+		},
+		{
+			name: "external urls while the built-in server is on",
+			modify: func(c *Config) {
+				c.TURN.Enabled = true
+				c.TURN.AuthSecret = "cur"
+				c.TURN.ExternalURLs = []string{"turn:turn.example.com:3478"}
+			},
+			want: []string{"turn.external_urls is used only when turn.enabled is false"},
+		},
+		{
+			name: "turn numbers and a wildcard listen host",
+			modify: func(c *Config) {
+				c.TURN.Enabled = true
+				c.TURN.AuthSecret = "cur"
+				c.TURN.Listen = "0.0.0.0:3478"
+				c.TURN.UDPListeners = -1
+				c.TURN.MaxAllocationsPerUser = -2
+			},
+			want: []string{
+				`turn.public_ip is required when turn.listen "0.0.0.0:3478" has no specific host`,
+				"turn.udp_listeners must not be negative (0 = one per CPU), got -1",
+				"turn.max_allocations_per_user must not be negative (0 = no limit), got -2",
+			},
+		},
+		{
+			name: "wildcard listen host with a public ip",
+			modify: func(c *Config) {
+				c.TURN.Enabled = true
+				c.TURN.AuthSecret = "cur"
+				c.TURN.Listen = ":3478"
+				c.TURN.PublicIP = "203.0.113.7"
+			},
+		},
+		{
+			name: "video durations",
+			modify: func(c *Config) {
+				c.Video.LinkTTL = 0
+				c.Video.MaxDuration = -time.Minute
+				c.Video.RejoinGrace = 0
+			},
+			want: []string{
+				"video.link_ttl must be positive, got 0s",
+				"video.max_duration must be positive, got -1m0s",
+				"video.rejoin_grace must be positive, got 0s",
+			},
+		},
+		{
+			name: "relay only needs a relay",
+			modify: func(c *Config) {
+				c.Video.RelayOnly = true
+				c.TURN.AuthSecret = "cur"
+				c.TURN.ExternalURLs = []string{"stun:stun.example.com"}
+			},
+			want: []string{"video.relay_only needs a TURN relay"},
 		},
 		{
 			name:   "crm url needs a secret",
@@ -374,5 +498,52 @@ func TestValidateNormalisesDialler(t *testing.T) {
 		if c.Dialler.FirstLeg != want || c.Dialler.RecordingsDir != "data/recordings" {
 			t.Errorf("first_leg %q: got %+v, want first leg %q", in, c.Dialler, want)
 		}
+	}
+}
+
+func TestValidateSandboxFillsTURNSecretForExternalURLs(t *testing.T) {
+	c := Default()
+	c.Sandbox.Enabled = true
+	c.TURN.ExternalURLs = []string{"turn:127.0.0.1:3478"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.TURN.AuthSecret != SandboxTURNSecret || !contains(c.SandboxFilled(), "turn.auth_secret") {
+		t.Errorf("turn.auth_secret = %q, filled %v", c.TURN.AuthSecret, c.SandboxFilled())
+	}
+	if c.TURN.PreviousAuthSecret != "" {
+		t.Errorf("turn.previous_auth_secret filled: %q", c.TURN.PreviousAuthSecret)
+	}
+}
+
+func TestTURNHelpers(t *testing.T) {
+	tc := TURN{AuthSecret: "new", PreviousAuthSecret: "old"}
+	if got := tc.Secrets(); !reflect.DeepEqual(got, []string{"new", "old"}) {
+		t.Errorf("Secrets() = %q", got)
+	}
+	tc.PreviousAuthSecret = "new"
+	if got := tc.Secrets(); !reflect.DeepEqual(got, []string{"new"}) {
+		t.Errorf("Secrets() with the same previous secret = %q", got)
+	}
+	if got := (TURN{}).Secrets(); got != nil {
+		t.Errorf("Secrets() without secrets = %q", got)
+	}
+	if got := (TURN{UDPListeners: 3}).UDPListenerCount(); got != 3 {
+		t.Errorf("UDPListenerCount() = %d", got)
+	}
+	if got := (TURN{}).UDPListenerCount(); got != runtime.NumCPU() {
+		t.Errorf("UDPListenerCount() with 0 = %d, want %d", got, runtime.NumCPU())
+	}
+}
+
+func TestValidateTrimsExternalURLs(t *testing.T) {
+	c := valid()
+	c.TURN.AuthSecret = "cur"
+	c.TURN.ExternalURLs = []string{" turn:a.example.com ", "", "stun:b.example.com"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"turn:a.example.com", "stun:b.example.com"}; !reflect.DeepEqual(c.TURN.ExternalURLs, want) {
+		t.Errorf("external_urls = %q, want %q", c.TURN.ExternalURLs, want)
 	}
 }

@@ -12,16 +12,19 @@ import (
 	pturn "github.com/pion/turn/v2"
 )
 
-// keyFor returns the long-term key for username. With several secrets it
-// picks the one whose key verifies the MESSAGE-INTEGRITY of the request in
-// flight from src, which the listener wrappers record.
+// keyFor returns the long-term key for username: the key of the secret
+// whose HMAC verifies the MESSAGE-INTEGRITY of the request in flight from src,
+// which the listener wrappers record. Checking here rather than leaving it to
+// pion lets a wrong password count as an auth failure, and with several
+// secrets picks the one that was used.
 func (s *Server) keyFor(username, realm string, src net.Addr) ([]byte, bool) {
-	if len(s.opts.Secrets) == 1 {
-		return pturn.GenerateAuthKey(username, realm, computePassword(s.opts.Secrets[0], username)), true
-	}
 	s.mu.Lock()
 	raw := s.lastMsg[src.String()]
 	s.mu.Unlock()
+	if raw == nil && len(s.opts.Secrets) == 1 {
+		// Nothing recorded (cannot happen with the wrappers): pion checks.
+		return pturn.GenerateAuthKey(username, realm, computePassword(s.opts.Secrets[0], username)), true
+	}
 	msg := &stun.Message{Raw: append([]byte(nil), raw...)}
 	if err := msg.Decode(); err != nil {
 		return nil, false
@@ -35,14 +38,21 @@ func (s *Server) keyFor(username, realm string, src net.Addr) ([]byte, bool) {
 	return nil, false
 }
 
+// recordMsg keeps the STUN request just read from src for keyFor. Only
+// requests are authenticated, so indications (Send) and ChannelData, the bulk
+// of the traffic, are not copied.
 func (s *Server) recordMsg(src string, b []byte) {
-	if len(s.opts.Secrets) < 2 || !stun.IsMessage(b) {
+	if !stun.IsMessage(b) || binary.BigEndian.Uint16(b[0:2])&classMask != 0 {
 		return
 	}
 	s.mu.Lock()
 	s.lastMsg[src] = append([]byte(nil), b...)
 	s.mu.Unlock()
 }
+
+// classMask selects the two class bits of a STUN message type; both are 0 in
+// a request.
+const classMask = 0x0110
 
 // udpConn is one UDP listening socket. pion handles each socket's requests
 // in one read loop, so the source of the request in flight is the address

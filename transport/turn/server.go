@@ -66,7 +66,7 @@ type Server struct {
 	pending map[string]string // UDP source address -> user, for the request in flight
 	perUser map[string]int    // user -> live allocations (UDP relays and authenticated TCP connections)
 	tcpUser map[string]string // TCP source address -> user, once counted
-	lastMsg map[string][]byte // source address -> STUN request in flight (with several secrets)
+	lastMsg map[string][]byte // source address -> STUN request in flight
 
 	allocsTotal  atomic.Int64
 	allocsLive   atomic.Int64
