@@ -84,7 +84,7 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.cancel()
 		a.wg.Wait()
 	case *actor.ReceiveTimeout:
-		if !a.busy && !a.fetching && (a.call == nil || persistence.CallTerminal(a.call.Status)) && a.sys.router.releaseCall(a.id, a.lease) {
+		if !a.busy && !a.fetching && (a.call == nil || persistence.CallTerminal(a.call.Status)) && a.sys.router.calls.release(a.id, a.lease) {
 			ctx.Stop(ctx.Self())
 		}
 	case *callBegin:
@@ -430,7 +430,7 @@ func (s *System) StartCall(ctx context.Context, p Principal, conversationID int6
 		if r.err != nil {
 			return nil, r.err
 		}
-		s.router.tellCall(r.c.ID, &callBegin{call: r.c, key: key})
+		s.router.calls.tell(r.c.ID, &callBegin{call: r.c, key: key})
 		return r.c, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
@@ -507,7 +507,7 @@ func (s *System) DiallerCallback(ctx context.Context, cb *DialledCall) error {
 		return ErrNotFound
 	}
 	ch := make(chan error, 1)
-	s.router.tellCall(id, &callCallback{cb: cb, done: func(err error) { ch <- err }})
+	s.router.calls.tell(id, &callCallback{cb: cb, done: func(err error) { ch <- err }})
 	select {
 	case err := <-ch:
 		return err
@@ -524,7 +524,7 @@ func (s *System) reconcileUnfinished(ctx context.Context) error {
 		return fmt.Errorf("list unfinished calls: %w", err)
 	}
 	for _, c := range calls {
-		s.router.tellCall(c.ID, &reconcileTick{})
+		s.router.calls.tell(c.ID, &reconcileTick{})
 	}
 	return nil
 }

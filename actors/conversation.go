@@ -49,6 +49,8 @@ func failCommand(m any, err error) {
 		c.done(nil, nil, err)
 	case *callCmd:
 		c.done(nil, err)
+	case *videoCallCmd:
+		c.done(nil, err)
 	}
 }
 
@@ -120,6 +122,9 @@ func (a *conversationActor) Receive(ctx actor.Context) {
 	case *callCmd:
 		a.lease.received.Add(1)
 		a.callCmd(ctx, m)
+	case *videoCallCmd:
+		a.lease.received.Add(1)
+		a.videoCallCmd(ctx, m)
 	case *writeDone:
 		a.writeDone(ctx, m)
 	}
@@ -279,11 +284,21 @@ func (a *conversationActor) callCmd(ctx actor.Context, c *callCmd) {
 		c.done(nil, ErrNotFound)
 		return
 	}
+	items := make([]persistence.WriteItem, len(c.changes))
 	for i, ch := range c.changes {
-		p := pendingItem{item: persistence.WriteItem{Kind: persistence.ItemCall, Call: ch}}
-		if i == len(c.changes)-1 {
-			done := c.done
-			p.done = func(r persistence.ItemResult, _ *persistence.Conversation, err error) { done(r.Call, err) }
+		items[i] = persistence.WriteItem{Kind: persistence.ItemCall, Call: ch}
+	}
+	a.enqueueItems(ctx, items, func(r persistence.ItemResult, err error) { c.done(r.Call, err) })
+}
+
+// enqueueItems queues items for the next write; done gets the result of
+// the last one (the write carries them all, so it succeeds or fails with
+// the others).
+func (a *conversationActor) enqueueItems(ctx actor.Context, items []persistence.WriteItem, done func(persistence.ItemResult, error)) {
+	for i, it := range items {
+		p := pendingItem{item: it}
+		if i == len(items)-1 {
+			p.done = func(r persistence.ItemResult, _ *persistence.Conversation, err error) { done(r, err) }
 		}
 		a.pending = append(a.pending, p)
 	}

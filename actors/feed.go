@@ -125,6 +125,16 @@ type callFrame struct {
 	Call           json.RawMessage `json:"call"`
 }
 
+// videoCallFrame is a video call's creation or status move in the
+// conversation's timeline: {"type":"video_call","video_call":{"id","status",...}}.
+type videoCallFrame struct {
+	Type           string          `json:"type"`
+	ConversationID int64           `json:"conversation_id"`
+	Seq            int64           `json:"seq"`
+	Cursor         string          `json:"cursor"`
+	VideoCall      json.RawMessage `json:"video_call"`
+}
+
 type genericFrame struct {
 	Type           string          `json:"type"`
 	ConversationID int64           `json:"conversation_id"`
@@ -162,6 +172,9 @@ func EncodeEvent(r *persistence.EventRecord) []byte {
 	}
 	if r.Type == persistence.EventCall && len(nonEmptyJSON(r.Detail)) > 0 {
 		v = callFrame{Type: r.Type, ConversationID: r.ConversationID, Seq: r.Seq, Cursor: cur, Call: r.Detail}
+	}
+	if r.Type == persistence.EventVideoCall && len(nonEmptyJSON(r.Detail)) > 0 {
+		v = videoCallFrame{Type: r.Type, ConversationID: r.ConversationID, Seq: r.Seq, Cursor: cur, VideoCall: r.Detail}
 	}
 	if v == nil {
 		v = genericFrame{Type: r.Type, ConversationID: r.ConversationID, Seq: r.Seq, Cursor: cur, Detail: nonEmptyJSON(r.Detail)}

@@ -30,7 +30,7 @@ type sessionActor struct {
 	conn Conn
 	log  zerolog.Logger
 
-	out      chan []byte
+	out      *frameWriter
 	awaiting bool             // still waiting for the first client frame
 	held     []*msg.FeedEvent // live events held while awaiting
 	high     int64            // events with id <= high were replayed or were before the cursor
@@ -50,14 +50,13 @@ type sendReply struct {
 func (s *sessionActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		s.out = make(chan []byte, max(1, s.sys.opts.Tuning.SessionQueue))
+		s.out = newFrameWriter(s.conn, s.sys.opts.Tuning.SessionQueue)
 		s.awaiting = true
-		go s.writer(s.out)
 		self, root := ctx.Self(), s.sys.root
 		time.AfterFunc(resumeGrace, func() { root.Send(self, &graceOver{}) })
 	case *msg.FeedEvent:
 		if s.awaiting {
-			if len(s.held) >= cap(s.out) {
+			if len(s.held) >= s.out.capacity() {
 				s.cut(ctx, "too many events while waiting for resume; reconnect and resume with your last cursor")
 				return
 			}
@@ -80,34 +79,7 @@ func (s *sessionActor) Receive(ctx actor.Context) {
 		ctx.Stop(ctx.Self())
 	case *actor.Stopped:
 		s.sys.router.RemoveSession(s.p.RMID, ctx.Self())
-		close(s.out)
-	}
-}
-
-// writer is the socket's only writer: it takes what is queued, in order,
-// and writes it in batches.
-func (s *sessionActor) writer(out <-chan []byte) {
-	batch := make([][]byte, 0, 64)
-	for f := range out {
-		batch = append(batch[:0], f)
-	more:
-		for len(batch) < cap(batch) {
-			select {
-			case g, ok := <-out:
-				if !ok {
-					break more
-				}
-				batch = append(batch, g)
-			default:
-				break more
-			}
-		}
-		if err := s.conn.WriteFrames(batch); err != nil {
-			s.conn.Close("write failed")
-			for range out { // drain until the actor stops
-			}
-			return
-		}
+		s.out.stop()
 	}
 }
 
@@ -115,9 +87,7 @@ func (s *sessionActor) enqueue(ctx actor.Context, frame []byte) {
 	if s.closed {
 		return
 	}
-	select {
-	case s.out <- frame:
-	default:
+	if !s.out.enqueue(frame) {
 		s.cut(ctx, "slow consumer: too many undelivered events; reconnect and resume with your last cursor")
 	}
 }
@@ -243,10 +213,7 @@ func (s *sessionActor) replay(ctx actor.Context, cursor int64) {
 		}
 		for i := range recs {
 			frame := EncodeEvent(&recs[i])
-			timer.Reset(replayWriteTimeout)
-			select {
-			case s.out <- frame:
-			case <-timer.C:
+			if !s.out.enqueueWait(frame, timer) {
 				s.cut(ctx, "slow consumer during resume; reconnect and resume with your last cursor")
 				return
 			}

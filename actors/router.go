@@ -44,9 +44,8 @@ type localRouter struct {
 
 	providers map[string]*actor.PID // fixed after start
 
-	spawnCall func(id int64, lease *convLease) *actor.Props
-	callMu    sync.Mutex
-	calls     map[int64]*convLease // live call actors
+	calls  *registry // live call actors
+	videos *registry // live video call actors
 
 	mu          sync.RWMutex
 	sessions    map[int64]map[*actor.PID]struct{} // rm id -> sessions
@@ -78,8 +77,9 @@ func newLocalRouter(root *actor.RootContext, spawnConv func(persistence.Conversa
 		sessions:    map[int64]map[*actor.PID]struct{}{},
 		supervisors: map[*actor.PID]struct{}{},
 		rmOnly:      map[int64]bool{},
-		calls:       map[int64]*convLease{},
 	}
+	r.calls = newRegistry(root, "call", &r.gen)
+	r.videos = newRegistry(root, "video_call", &r.gen)
 	for i := range r.shards {
 		r.shards[i].actors = map[persistence.ConversationKey]*convLease{}
 	}
@@ -134,36 +134,62 @@ func (r *localRouter) release(key persistence.ConversationKey, lease *convLease)
 	return true
 }
 
-// tellCall delivers m to the actor of call id, activating it when needed.
-func (r *localRouter) tellCall(id int64, m any) {
-	r.callMu.Lock()
-	defer r.callMu.Unlock()
-	lease, ok := r.calls[id]
+// registry tracks the live actors of one kind keyed by id (calls, video
+// calls), with the same sent/received lease as conversations: an actor
+// stops only when every message routed to it was received.
+type registry struct {
+	root  *actor.RootContext
+	kind  string
+	gen   *atomic.Uint64
+	spawn func(id int64, lease *convLease) *actor.Props
+
+	mu   sync.Mutex
+	live map[int64]*convLease
+}
+
+func newRegistry(root *actor.RootContext, kind string, gen *atomic.Uint64) *registry {
+	return &registry{root: root, kind: kind, gen: gen, live: map[int64]*convLease{}}
+}
+
+// tell delivers m to the actor for id, activating it when needed. It
+// reports false when the actor could not be spawned.
+func (r *registry) tell(id int64, m any) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	lease, ok := r.live[id]
 	if !ok {
 		lease = &convLease{}
-		pid, err := r.root.SpawnNamed(r.spawnCall(id, lease), fmt.Sprintf("call/%d#%d", id, r.gen.Add(1)))
+		pid, err := r.root.SpawnNamed(r.spawn(id, lease), fmt.Sprintf("%s/%d#%d", r.kind, id, r.gen.Add(1)))
 		if err != nil {
-			return
+			return false
 		}
 		lease.pid = pid
-		r.calls[id] = lease
+		r.live[id] = lease
 	}
 	lease.sent++
 	r.root.Send(lease.pid, m)
+	return true
 }
 
-// releaseCall is release for call actors.
-func (r *localRouter) releaseCall(id int64, lease *convLease) bool {
-	r.callMu.Lock()
-	defer r.callMu.Unlock()
-	if cur, ok := r.calls[id]; !ok || cur != lease {
+// release is localRouter.release for actors of this registry.
+func (r *registry) release(id int64, lease *convLease) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur, ok := r.live[id]; !ok || cur != lease {
 		return true
 	}
 	if lease.sent != lease.received.Load() {
 		return false
 	}
-	delete(r.calls, id)
+	delete(r.live, id)
 	return true
+}
+
+// count is the number of live actors.
+func (r *registry) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.live)
 }
 
 // liveConversations counts activations (for tests and operators).

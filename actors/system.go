@@ -31,6 +31,10 @@ type Options struct {
 	CRM *CRMOptions
 	// Calls turns on click-to-call; nil = off.
 	Calls *CallOptions
+	// Video turns on video calls; nil = off.
+	Video *VideoOptions
+
+	videoWrites func(persistence.VideoCall) // tests: called with a video call after each of its writes
 }
 
 // System is the actor system plus the router: the only thing transport uses.
@@ -47,8 +51,9 @@ type System struct {
 
 	convKeys sync.Map // conversation id -> persistence.ConversationKey (immutable)
 
-	faultHook  func(persistence.ConversationKey) // tests: called before an inbound item is handled
-	passivated func(persistence.ConversationKey) // tests: called when a conversation actor passivates
+	faultHook   func(persistence.ConversationKey) // tests: called before an inbound item is handled
+	passivated  func(persistence.ConversationKey) // tests: called when a conversation actor passivates
+	videoWrites func(persistence.VideoCall)       // tests: called with a video call after each of its writes
 }
 
 // Start starts the actor system, spawns the provider actors and re-drives
@@ -67,7 +72,8 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	}))
 	s.root = s.actors.Root
 	s.router = newLocalRouter(s.root, s.conversationProps)
-	s.router.spawnCall = s.callProps
+	s.router.calls.spawn = s.callProps
+	s.router.videos.spawn = s.videoProps
 	for channel, client := range opts.Providers {
 		channel, client := channel, client
 		props := actor.PropsFromProducer(func() actor.Actor {
@@ -97,6 +103,14 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	}
 	if err := s.redrive(ctx); err != nil {
 		return nil, err
+	}
+	if opts.Video != nil {
+		v := *opts.Video
+		v.defaults()
+		s.opts.Video = &v
+		if err := s.wakeVideoCalls(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Calls != nil && opts.Calls.Dialler != nil {
 		d := opts.Calls.Dialler
