@@ -62,7 +62,7 @@ var listenRe = regexp.MustCompile(`"addr":"([0-9.]+:[0-9]+)"`)
 func startServer(t *testing.T, env ...string) *server {
 	t.Helper()
 	cmd := exec.Command(binPath, "serve", "--config", "../../config.yaml")
-	cmd.Env = append(os.Environ(), append([]string{"URVA_HTTP_ADDR=127.0.0.1:0", "URVA_HTTP_PUBLIC_URL=", "URVA_LOG_FORMAT=json"}, env...)...)
+	cmd.Env = append(os.Environ(), append([]string{"URVA_HTTP_ADDR=127.0.0.1:0", "URVA_HTTP_PUBLIC_URL=", "URVA_TURN_LISTEN=127.0.0.1:0", "URVA_LOG_FORMAT=json"}, env...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"urva/transport/exotel"
 	"urva/transport/httpapi"
 	"urva/transport/sandbox"
+	"urva/transport/turn"
 	"urva/transport/twilio"
 	"urva/transport/whatsapp"
 )
@@ -194,6 +197,39 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		}
 	}
 
+	// Video: the built-in TURN server (or an external one sharing the
+	// secret), signed links, and the ICE servers handed to the call page.
+	iceURIs := cfg.TURN.ExternalURLs
+	if cfg.TURN.Enabled {
+		ts, err := turn.Start(turn.Options{
+			Listen:                cfg.TURN.Listen,
+			PublicIP:              cfg.TURN.PublicIP,
+			Realm:                 cfg.TURN.Realm,
+			Secrets:               cfg.TURN.Secrets(),
+			MaxAllocationsPerUser: cfg.TURN.MaxAllocationsPerUser,
+			UDPListeners:          cfg.TURN.UDPListenerCount(),
+			Log:                   log.With().Str("component", "turn").Logger(),
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer ts.Close()
+		iceURIs = turn.URIs(turnHost(cfg.TURN, ts.Addr(), publicURL), ts.Addr().(*net.UDPAddr).Port)
+	}
+	links := auth.NewLinks([]byte(cfg.Auth.TokenSecret))
+	videoOpts := &actors.VideoOptions{
+		LinkTTL:     cfg.Video.LinkTTL,
+		MaxDuration: cfg.Video.MaxDuration,
+		RejoinGrace: cfg.Video.RejoinGrace,
+		Link: func(id int64, expires time.Time) string {
+			return publicURL + "/v/" + strconv.FormatInt(id, 10) + "?t=" + links.Sign(id, expires)
+		},
+	}
+	iceServers := func(user string) turn.ICEConfig {
+		return turn.NewICEConfig(cfg.TURN.AuthSecret, user, cfg.TURN.CredentialTTL, time.Now(), iceURIs, cfg.Video.RelayOnly)
+	}
+
 	sys, err := actors.Start(ctx, actors.Options{
 		Store:           store,
 		Providers:       providers,
@@ -202,6 +238,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		Log:             log,
 		CRM:             crmOpts,
 		Calls:           callOpts,
+		Video:           videoOpts,
 	})
 	if err != nil {
 		ln.Close()
@@ -235,11 +272,14 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		Outbox:               outbox,
 		CRMWake:              sys.WakeCRM,
 		CRMMaxAge:            cfg.CRM.MaxAge,
+		Links:                links,
+		ICEServers:           iceServers,
 	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Str("public_url", publicURL).
-		Str("database", cfg.Database.Driver).Bool("sandbox", cfg.Sandbox.Enabled).Bool("calls", callOpts != nil).Msg("listening")
+		Str("database", cfg.Database.Driver).Bool("sandbox", cfg.Sandbox.Enabled).Bool("calls", callOpts != nil).
+		Strs("turn", iceURIs).Msg("listening")
 
 	select {
 	case <-ctx.Done():
@@ -284,4 +324,20 @@ func seedSandboxUsers(ctx context.Context, store persistence.Store, log zerolog.
 	}
 	log.Warn().Msg("sandbox: created demo users demo/demo (rm) and admin/admin (supervisor); never outside the sandbox")
 	return nil
+}
+
+// turnHost is the host clients reach the built-in TURN server at:
+// turn.public_ip, else the listen host when it is a specific address, else
+// the host of the public URL.
+func turnHost(t config.TURN, bound net.Addr, publicURL string) string {
+	if t.PublicIP != "" {
+		return t.PublicIP
+	}
+	if ua, ok := bound.(*net.UDPAddr); ok && !ua.IP.IsUnspecified() {
+		return ua.IP.String()
+	}
+	if u, err := url.Parse(publicURL); err == nil && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return "127.0.0.1"
 }

@@ -36,6 +36,7 @@ import (
 	"urva/persistence"
 	"urva/transport/auth"
 	"urva/transport/sandbox"
+	"urva/transport/turn"
 )
 
 // Actors is what the HTTP layer asks of the actor system. *actors.System
@@ -134,6 +135,14 @@ type Options struct {
 	// status callback URL (/webhooks/dialler/{callback_token}); empty
 	// refuses every callback (404).
 	DiallerCallbackToken string
+
+	// Video is video calls; when nil, System is used (if it has them).
+	Video Video
+	// Links signs and verifies video call links; nil disables video calls.
+	Links *auth.Links
+	// ICEServers returns the ICE servers and TURN credentials for a user
+	// of a call; nil hands out none (no TURN configured).
+	ICEServers func(user string) turn.ICEConfig
 
 	// CRM operator endpoints: the outbox (nil when CRM sync is off), how to
 	// wake the CRM sync actor after a replay, and the expiry given to replays.
@@ -241,6 +250,9 @@ func New(o Options) *Server {
 	if o.Calls == nil && o.System != nil {
 		o.Calls = o.System
 	}
+	if o.Video == nil && o.System != nil {
+		o.Video = o.System
+	}
 
 	s := &Server{
 		opts:     o,
@@ -304,6 +316,11 @@ func (s *Server) routes() {
 	s.addPrefix("GET", "/api/calls/", s.authed(s.getCall))
 	s.addPrefix("POST", diallerWebhookPrefix, s.diallerWebhook)
 	s.addExact("GET", "/ws", s.socket)
+	s.addExact("POST", "/api/video-calls", s.authed(s.startVideoCall))
+	s.addPrefix("GET", videoAPIPrefix, s.videoCallSub)
+	s.addPrefix("GET", videoPagePath, s.videoPage)
+	s.addPrefix("GET", videoWSPrefix, s.videoSocket)
+	s.addPrefix("GET", staticPrefix, s.static)
 	s.addExact("GET", "/admin/crm/backlog", s.admin(s.crmBacklog))
 	s.addExact("GET", "/admin/crm/dead-letters", s.admin(s.crmDeadLetters))
 	s.addPrefix("POST", "/admin/crm/dead-letters/", s.admin(s.crmReplay))

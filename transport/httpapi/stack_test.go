@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ import (
 	"urva/transport/exotel"
 	"urva/transport/httpapi"
 	"urva/transport/sandbox"
+	"urva/transport/turn"
 	"urva/transport/twilio"
 	"urva/transport/whatsapp"
 )
@@ -41,6 +43,7 @@ const (
 	itPhoneNumberID  = "100000000000001"
 	itBusinessDigits = "919800000001"
 	itTokenSecret    = "integration-token-secret"
+	itTURNSecret     = "integration-turn-secret"
 	itAdminToken     = "integration-admin-token"
 	itMaxBody        = 256 << 10
 
@@ -88,6 +91,21 @@ type stackConfig struct {
 	crmWake   *crmWaker     // the store's OnOutbox hook, or nil
 
 	calls *callsConfig // click-to-call on (withCalls)
+	video *videoConfig // video calls on (withVideo)
+}
+
+// videoConfig is video calls as serve.go wires them: the built-in TURN
+// server on 127.0.0.1:0, links signed with the token secret.
+type videoConfig struct {
+	LinkTTL     time.Duration // an hour when zero
+	MaxDuration time.Duration // an hour when zero
+	RejoinGrace time.Duration // an hour when zero
+	RelayOnly   bool
+}
+
+// withVideo turns video calls on (stack.turn, stack.links).
+func withVideo(c videoConfig) stackOption {
+	return func(sc *stackConfig) { sc.video = &c }
 }
 
 // callsConfig is click-to-call as serve.go wires it in sandbox mode, with
@@ -174,6 +192,11 @@ type stack struct {
 	// current run, nil when calls are off.
 	dl       *sandbox.Dialler
 	dlClient *exotel.Client
+
+	// Video calls (withVideo): the TURN server and the link signer of the
+	// current run, nil when video is off.
+	turn  *turn.Server
+	links *auth.Links
 
 	// CRM sync (withCRM): the webhook client and the wake hook of the
 	// current run; crmOut outlives restarts.
@@ -378,6 +401,36 @@ func (s *stack) start(opts ...stackOption) {
 		diallerToken = itCallbackToken
 	}
 
+	// Video calls as serve.go wires them.
+	var videoOpts *actors.VideoOptions
+	var iceServers func(string) turn.ICEConfig
+	s.turn, s.links = nil, nil
+	if vc := cfg.video; vc != nil {
+		orHour := func(d time.Duration) time.Duration {
+			if d <= 0 {
+				return time.Hour
+			}
+			return d
+		}
+		ts, err := turn.Start(turn.Options{Listen: "127.0.0.1:0", Realm: "urva", Secrets: []string{itTURNSecret},
+			MaxAllocationsPerUser: 10, UDPListeners: 2, Log: s.log})
+		if err != nil {
+			ln.Close()
+			s.t.Fatalf("turn: %v", err)
+		}
+		s.turn, s.links = ts, auth.NewLinks([]byte(itTokenSecret))
+		links, base := s.links, s.base
+		videoOpts = &actors.VideoOptions{LinkTTL: orHour(vc.LinkTTL), MaxDuration: orHour(vc.MaxDuration), RejoinGrace: orHour(vc.RejoinGrace),
+			Link: func(id int64, exp time.Time) string {
+				return base + "/v/" + strconv.FormatInt(id, 10) + "?t=" + links.Sign(id, exp)
+			}}
+		uris := turn.URIs("127.0.0.1", ts.Addr().(*net.UDPAddr).Port)
+		relay := vc.RelayOnly
+		iceServers = func(user string) turn.ICEConfig {
+			return turn.NewICEConfig(itTURNSecret, user, time.Hour, time.Now(), uris, relay)
+		}
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), itGuard)
 	defer cancel()
 	s.sys, err = actors.Start(ctx, actors.Options{
@@ -388,9 +441,13 @@ func (s *stack) start(opts ...stackOption) {
 		Log:             s.log,
 		CRM:             crmOpts,
 		Calls:           callOpts,
+		Video:           videoOpts,
 	})
 	if err != nil {
 		ln.Close()
+		if s.turn != nil {
+			s.turn.Close()
+		}
 		s.sb.Close()
 		s.tw.Close()
 		if s.dl != nil {
@@ -427,6 +484,8 @@ func (s *stack) start(opts ...stackOption) {
 		CRMMaxAge:            cfg.crmMaxAge,
 		SandboxDialler:       s.dl,
 		DiallerCallbackToken: diallerToken,
+		Links:                s.links,
+		ICEServers:           iceServers,
 	})
 	s.serveErr = make(chan error, 1)
 	srv := s.srv
@@ -468,6 +527,9 @@ func (s *stack) stop() {
 		s.dl.Close()
 		s.dlClient.CloseIdleConnections()
 	}
+	if s.turn != nil {
+		s.turn.Close()
+	}
 	s.wa.CloseIdleConnections()
 	s.sms.CloseIdleConnections()
 	s.hc.CloseIdleConnections()
@@ -493,6 +555,7 @@ func (s *stack) restart(opts ...stackOption) {
 type response struct {
 	status int
 	body   []byte
+	header http.Header
 }
 
 func (r response) String() string { return fmt.Sprintf("HTTP %d %s", r.status, r.body) }
@@ -538,7 +601,7 @@ func doRequest(hc *http.Client, base, method, path, token string, body []byte, h
 	if err != nil {
 		return response{}, err
 	}
-	return response{status: resp.StatusCode, body: b}, nil
+	return response{status: resp.StatusCode, body: b, header: resp.Header}, nil
 }
 
 // do is request failing the test on a transport error (test goroutine only).

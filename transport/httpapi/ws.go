@@ -48,15 +48,17 @@ func (s *Server) socket(c *call) {
 		resume, _ = json.Marshal(map[string]string{"type": "resume", "cursor": string(q.Peek("cursor"))})
 	}
 	err := s.upgrader.Upgrade(c.ctx, func(ws *websocket.Conn) {
-		s.serveSocket(ws, p, so, log, resume)
+		s.serveSocket(ws, so, log, func(w *wsConn) Session { return s.actors.Connect(p, w) }, resume)
 	})
 	if err != nil {
 		log.Warn().Err(err).Msg("socket upgrade failed")
 	}
 }
 
-// serveSocket runs one upgraded socket until it ends.
-func (s *Server) serveSocket(ws *websocket.Conn, p actors.Principal, so SocketOptions, log zerolog.Logger, resume []byte) {
+// serveSocket runs one upgraded socket until it ends: start makes the
+// session the frames read go to, first (when not nil) is handed to it as if
+// the client had sent it.
+func (s *Server) serveSocket(ws *websocket.Conn, so SocketOptions, log zerolog.Logger, start func(*wsConn) Session, first []byte) {
 	w := &wsConn{ws: ws, so: so, closed: make(chan struct{}), log: log}
 	defer ws.Close()
 	// Runs before ws.Close: once this handler returns fasthttp recycles the
@@ -69,7 +71,7 @@ func (s *Server) serveSocket(ws *websocket.Conn, p actors.Principal, so SocketOp
 	}
 	defer s.unregister(w)
 
-	sess, err := connect(s.actors, p, w)
+	sess, err := connect(start, w)
 	if err != nil || sess == nil {
 		log.Error().Err(err).Msg("socket session not started")
 		w.closeWith(websocket.CloseTryAgainLater, "temporarily unavailable")
@@ -77,8 +79,8 @@ func (s *Server) serveSocket(ws *websocket.Conn, p actors.Principal, so SocketOp
 		return
 	}
 	log.Info().Msg("socket connected")
-	if resume != nil {
-		receive(sess, resume, log)
+	if first != nil {
+		receive(sess, first, log)
 	}
 
 	stopPing := make(chan struct{})
@@ -112,14 +114,14 @@ func (s *Server) serveSocket(ws *websocket.Conn, p actors.Principal, so SocketOp
 	log.Info().AnErr("reason", readErr).Msg("socket closed")
 }
 
-// connect calls Actors.Connect, turning a panic into an error.
-func connect(a Actors, p actors.Principal, w *wsConn) (sess Session, err error) {
+// connect calls start, turning a panic into an error.
+func connect(start func(*wsConn) Session, w *wsConn) (sess Session, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = errors.New("connect panicked")
 		}
 	}()
-	return a.Connect(p, w), nil
+	return start(w), nil
 }
 
 func receive(sess Session, frame []byte, log zerolog.Logger) {
