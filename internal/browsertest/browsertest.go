@@ -1,17 +1,20 @@
-// Package browsertest runs a headless Chromium for tests that drive the
-// project's web pages.
+// Package browsertest runs a headless Chromium or Firefox for tests that
+// drive the project's web pages.
 //
-// Start launches one browser for a test (closed by t.Cleanup); Open opens a
-// tab on a URL, and the Page methods evaluate JavaScript, wait for a
-// condition inside the page, read text and click. Each tab's console
-// messages and uncaught exceptions go to the test log as they happen.
+// Start launches one Chromium for a test, StartFirefox one Firefox (each
+// closed by t.Cleanup); Open opens a tab on a URL, and the Page methods
+// evaluate JavaScript, wait for a condition inside the page, read text and
+// click, the same in both browsers. Each tab's console messages and uncaught
+// exceptions go to the test log as they happen.
 //
-// The browser is found at $URVA_CHROMIUM, /usr/bin/chromium, or as
-// chromium, chromium-browser or google-chrome on PATH. Without one the test
-// is skipped with a loud message, except when CI=true, where it fails.
+// Chromium is found at $URVA_CHROMIUM, /usr/bin/chromium, or as chromium,
+// chromium-browser or google-chrome on PATH; Firefox as described at
+// StartFirefox. Without one the test is skipped with a loud message, except
+// when CI=true, where it fails.
 //
-// The browser runs with fake camera and microphone devices and grants media
-// permissions by itself, so pages that call getUserMedia work unattended.
+// Both browsers run with fake camera and microphone devices and grant media
+// permissions by themselves, so pages that call getUserMedia work
+// unattended.
 //
 // All methods taking a testing.TB must be called from the test's goroutine,
 // as they stop the test on failure.
@@ -56,23 +59,56 @@ var flags = []string{
 	"autoplay-policy=no-user-gesture-required",
 }
 
-// Browser is a running headless Chromium.
+// Browser is a running headless browser: Chromium (Start) or Firefox
+// (StartFirefox). Its pages have the same methods either way.
 type Browser struct {
-	ctx  context.Context // the browser's root context
-	mu   sync.Mutex
-	tabs int
+	drv    browserDriver
+	prefix string // of the tab names: "tab", "firefox-tab"
+	mu     sync.Mutex
+	tabs   int
 }
 
 // Page is one tab of a Browser.
 type Page struct {
-	// Name labels the tab's lines in the test log ("tab1", "tab2", ...).
+	// Name labels the tab's lines in the test log ("tab1", "tab2", ...; for
+	// Firefox "firefox-tab1", ...).
 	Name string
 
-	ctx     context.Context
-	cancel  context.CancelFunc
-	console chan struct{} // closed when the console reader has stopped
-	once    sync.Once
+	tab  tab
+	once sync.Once
 }
+
+// browserDriver opens tabs in one kind of browser.
+type browserDriver interface {
+	// newTab opens an empty tab whose console messages and uncaught
+	// exceptions go to t's log, labelled name, until it is closed.
+	newTab(t testing.TB, name string) (tab, error)
+}
+
+// tab drives one tab of a browser. Its methods return errors; Page turns
+// them into test failures.
+type tab interface {
+	navigate(ctx context.Context, url string) error // waits for the load event
+	reload(ctx context.Context) error               // waits for the load event
+	// eval evaluates js, awaits a promise, and returns its value as JSON.
+	eval(ctx context.Context, js string) ([]byte, error)
+	// poll evaluates the boolean expression expr every interval until it is
+	// true; errPollTimeout after timeout.
+	poll(ctx context.Context, expr string, interval, timeout time.Duration) error
+	// text returns the innerText of the first element matching the CSS
+	// selector when it is visible, "" otherwise, waiting for it to exist.
+	text(ctx context.Context, selector string) (string, error)
+	// click clicks the first visible element matching the CSS selector with
+	// the mouse, waiting for it.
+	click(ctx context.Context, selector string) error
+	// typeText focuses the first element matching the CSS selector and types
+	// text as key presses.
+	typeText(ctx context.Context, selector, text string) error
+	close() // closes the tab and stops logging it; once
+}
+
+// errPollTimeout is returned by tab.poll when the expression stayed false.
+var errPollTimeout = errors.New("polling timed out")
 
 // Start launches a headless Chromium for t and closes it when t ends. When
 // no browser is installed it skips t, or fails it when CI=true.
@@ -105,7 +141,7 @@ func Start(t testing.TB) *Browser {
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, bcancel := chromedp.NewContext(actx,
 		chromedp.WithLogf(log.logf), chromedp.WithErrorf(log.logf))
-	b := &Browser{ctx: bctx}
+	b := &Browser{drv: chromium{ctx: bctx}, prefix: "tab"}
 	t.Cleanup(func() {
 		bcancel()
 		acancel() // waits for the process to exit and removes its profile
@@ -157,40 +193,19 @@ func (b *Browser) Open(t testing.TB, url string) *Page {
 	t.Helper()
 	b.mu.Lock()
 	b.tabs++
-	name := fmt.Sprintf("tab%d", b.tabs)
+	name := fmt.Sprintf("%s%d", b.prefix, b.tabs)
 	b.mu.Unlock()
 
-	ctx, cancel := chromedp.NewContext(b.ctx)
-	p := &Page{Name: name, ctx: ctx, cancel: cancel, console: make(chan struct{})}
-	// The first run creates the tab, which lives as long as ctx: no timeout.
-	if err := chromedp.Do(ctx); err != nil {
-		cancel()
+	bt, err := b.drv.newTab(t, name)
+	if err != nil {
 		t.Fatalf("browsertest: new tab: %v", err)
 	}
-	// Subscribed before navigating, so nothing the page logs is lost.
-	messages := chromedp.Console(ctx)
-	go func() {
-		defer close(p.console)
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			where := ""
-			if m.URL != "" {
-				where = fmt.Sprintf(" (%s:%d)", m.URL, m.Line+1)
-			}
-			if m.IsException() {
-				t.Logf("%s: JS EXCEPTION: %s%s", name, m.Text, where)
-			} else {
-				t.Logf("%s: console.%s: %s%s", name, m.Type, m.Text, where)
-			}
-		}
-	}()
+	p := &Page{Name: name, tab: bt}
 	t.Cleanup(p.Close)
 
-	nctx, ncancel := context.WithTimeout(ctx, openTimeout)
-	defer ncancel()
-	if err := chromedp.Do(nctx, chromedp.Navigate(url)); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+	defer cancel()
+	if err := bt.navigate(ctx, url); err != nil {
 		t.Fatalf("browsertest: %s: open %s: %v", name, url, err)
 	}
 	return p
@@ -199,23 +214,26 @@ func (b *Browser) Open(t testing.TB, url string) *Page {
 // Close closes the tab and stops logging its console. It is safe to call
 // more than once.
 func (p *Page) Close() {
-	p.once.Do(func() {
-		p.cancel()
-		<-p.console
-	})
+	p.once.Do(p.tab.close)
 }
 
-// Context returns the tab's chromedp context, to run chromedp actions the
-// Page methods do not cover. Derive a context with a timeout from it for
-// each run; do not cancel it.
-func (p *Page) Context() context.Context { return p.ctx }
+// Context returns the chromedp context of a Chromium tab, to run chromedp
+// actions the Page methods do not cover. Derive a context with a timeout
+// from it for each run; do not cancel it. It panics on a Firefox tab.
+func (p *Page) Context() context.Context {
+	c, ok := p.tab.(*chromiumTab)
+	if !ok {
+		panic("browsertest: Context of " + p.Name + ", which is not a Chromium tab")
+	}
+	return c.ctx
+}
 
 // Reload reloads the page and waits for its load event.
 func (p *Page) Reload(t testing.TB) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, openTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Reload()); err != nil {
+	if err := p.tab.reload(ctx); err != nil {
 		t.Fatalf("browsertest: %s: reload: %v%s", p.Name, err, p.diagnose())
 	}
 }
@@ -225,9 +243,9 @@ func (p *Page) Reload(t testing.TB) {
 // js may be an async expression such as `(async () => ...)()`.
 func (p *Page) Eval(t testing.TB, js string, out any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, actionTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), actionTimeout)
 	defer cancel()
-	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](js, chromedp.EvalAwaitPromise))
+	raw, err := p.tab.eval(ctx, js)
 	if err != nil {
 		t.Fatalf("browsertest: %s: eval %s: %v%s", p.Name, js, err, p.diagnose())
 		return
@@ -246,17 +264,17 @@ func (p *Page) Eval(t testing.TB, js string, out any) {
 // WaitFor polls the JavaScript boolean expression expr inside the page until
 // it is true, or fails the test after timeout, logging the page's state
 // (window.urvaCall when the page has it, and the body text). The
-// expression may return a promise, which is awaited.
+// expression may return a promise, which is awaited. It should not throw:
+// Chromium then fails the wait, Firefox counts it as false and reports the
+// last exception on timeout.
 func (p *Page) WaitFor(t testing.TB, expr string, timeout time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, timeout+5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+5*time.Second)
 	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
-		chromedp.WithPollingInterval(50*time.Millisecond),
-		chromedp.WithPollingTimeout(timeout)))
-	if err != nil {
-		if errors.Is(err, chromedp.ErrPollingTimeout) {
-			err = fmt.Errorf("still false after %s", timeout)
+	if err := p.tab.poll(ctx, expr, 50*time.Millisecond, timeout); err != nil {
+		if errors.Is(err, errPollTimeout) {
+			// What follows the sentinel's text is the driver's detail.
+			err = fmt.Errorf("still false after %s%s", timeout, strings.TrimPrefix(err.Error(), errPollTimeout.Error()))
 		}
 		t.Fatalf("browsertest: %s: waiting for %s: %v%s", p.Name, expr, err, p.diagnose())
 	}
@@ -266,9 +284,9 @@ func (p *Page) WaitFor(t testing.TB, expr string, timeout time.Duration) {
 // selector, waiting for it to exist.
 func (p *Page) Text(t testing.TB, selector string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, actionTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), actionTimeout)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(selector)))
+	s, err := p.tab.text(ctx, selector)
 	if err != nil {
 		t.Fatalf("browsertest: %s: text of %s: %v%s", p.Name, selector, err, p.diagnose())
 	}
@@ -279,9 +297,9 @@ func (p *Page) Text(t testing.TB, selector string) string {
 // waiting for it to be visible.
 func (p *Page) Click(t testing.TB, selector string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, actionTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), actionTimeout)
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(selector))); err != nil {
+	if err := p.tab.click(ctx, selector); err != nil {
 		t.Fatalf("browsertest: %s: click %s: %v%s", p.Name, selector, err, p.diagnose())
 	}
 }
@@ -290,9 +308,9 @@ func (p *Page) Click(t testing.TB, selector string) {
 // into it as key presses.
 func (p *Page) Type(t testing.TB, selector, text string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, actionTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), actionTimeout)
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS(selector), text)); err != nil {
+	if err := p.tab.typeText(ctx, selector, text); err != nil {
 		t.Fatalf("browsertest: %s: type into %s: %v%s", p.Name, selector, err, p.diagnose())
 	}
 }
@@ -311,13 +329,120 @@ const diagnoseJS = `JSON.stringify({
 // diagnose returns the page's state for a failure message, or why it could
 // not be read.
 func (p *Page) diagnose() string {
-	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](diagnoseJS))
+	raw, err := p.tab.eval(ctx, diagnoseJS)
+	var s string
+	if err == nil {
+		err = json.Unmarshal(raw, &s)
+	}
 	if err != nil {
 		return "\npage state unavailable: " + err.Error()
 	}
 	return "\npage state: " + s
+}
+
+// chromium is a running Chromium: the root chromedp context.
+type chromium struct{ ctx context.Context }
+
+// chromiumTab is one tab: a chromedp context derived from the browser's.
+type chromiumTab struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	console chan struct{} // closed when the console reader has stopped
+}
+
+func (c chromium) newTab(t testing.TB, name string) (tab, error) {
+	ctx, cancel := chromedp.NewContext(c.ctx)
+	// The first run creates the tab, which lives as long as ctx: no timeout.
+	if err := chromedp.Do(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	ct := &chromiumTab{ctx: ctx, cancel: cancel, console: make(chan struct{})}
+	// Subscribed before navigating, so nothing the page logs is lost.
+	messages := chromedp.Console(ctx)
+	go func() {
+		defer close(ct.console)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			where := ""
+			if m.URL != "" {
+				where = fmt.Sprintf(" (%s:%d)", m.URL, m.Line+1)
+			}
+			if m.IsException() {
+				t.Logf("%s: JS EXCEPTION: %s%s", name, m.Text, where)
+			} else {
+				t.Logf("%s: console.%s: %s%s", name, m.Type, m.Text, where)
+			}
+		}
+	}()
+	return ct, nil
+}
+
+// within runs fn under the tab's context, bounded by the deadline of ctx.
+func (c *chromiumTab) within(ctx context.Context, fn func(context.Context) error) error {
+	rctx := c.ctx
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithDeadline(c.ctx, d)
+		defer cancel()
+	}
+	return fn(rctx)
+}
+
+func (c *chromiumTab) navigate(ctx context.Context, url string) error {
+	return c.within(ctx, func(ctx context.Context) error { return chromedp.Do(ctx, chromedp.Navigate(url)) })
+}
+
+func (c *chromiumTab) reload(ctx context.Context) error {
+	return c.within(ctx, func(ctx context.Context) error { return chromedp.Do(ctx, chromedp.Reload()) })
+}
+
+func (c *chromiumTab) eval(ctx context.Context, js string) (raw []byte, err error) {
+	err = c.within(ctx, func(ctx context.Context) error {
+		raw, err = chromedp.Run(ctx, chromedp.Evaluate[[]byte](js, chromedp.EvalAwaitPromise))
+		return err
+	})
+	return raw, err
+}
+
+func (c *chromiumTab) poll(ctx context.Context, expr string, interval, timeout time.Duration) error {
+	err := c.within(ctx, func(ctx context.Context) error {
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
+			chromedp.WithPollingInterval(interval),
+			chromedp.WithPollingTimeout(timeout)))
+		return err
+	})
+	if errors.Is(err, chromedp.ErrPollingTimeout) {
+		return errPollTimeout
+	}
+	return err
+}
+
+func (c *chromiumTab) text(ctx context.Context, selector string) (s string, err error) {
+	err = c.within(ctx, func(ctx context.Context) error {
+		s, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(selector)))
+		return err
+	})
+	return s, err
+}
+
+func (c *chromiumTab) click(ctx context.Context, selector string) error {
+	return c.within(ctx, func(ctx context.Context) error { return chromedp.Do(ctx, chromedp.Click(chromedp.CSS(selector))) })
+}
+
+func (c *chromiumTab) typeText(ctx context.Context, selector, text string) error {
+	return c.within(ctx, func(ctx context.Context) error {
+		return chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS(selector), text))
+	})
+}
+
+func (c *chromiumTab) close() {
+	c.cancel()
+	<-c.console
 }
 
 // guardedLog forwards the protocol client's log lines to the test log until
