@@ -8,7 +8,7 @@ FUZZTIME ?= 10s
 PKGS     ?= ./...
 CMDS     := $(notdir $(patsubst %/,%,$(wildcard cmd/*/)))
 
-.PHONY: all build run test bench proto lint fuzz clean
+.PHONY: all build run test bench proto lint fuzz clean screenshot
 
 all: build
 
@@ -62,3 +62,7 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+## screenshot: docs/console.png, the console after a short chat (needs chromium)
+screenshot:
+	URVA_SCREENSHOT=$(CURDIR)/docs/console.png $(GO) test -count=1 -run 'TestBrowserConsoleChatWithTheSandboxPhone' ./transport/httpapi/

@@ -430,6 +430,15 @@ func TestResumeDeliversExactlyWhatWasMissed(t *testing.T) {
 			t.Fatalf("live after resume: %+v", f)
 		}
 		conn2.none(t)
+
+		// A client that has seen nothing yet resumes with "": live events
+		// only, no history.
+		empty := ""
+		conn3, _ := e.connect(e.rmA, &empty)
+		e.ingest(inbound("+919811100006", "wamid.R22", "only this"))
+		if f := conn3.next(t); f.Message.Text != "only this" {
+			t.Fatalf("resume with no cursor: %+v", f)
+		}
 	})
 }
 

@@ -51,6 +51,8 @@ func failCommand(m any, err error) {
 		c.done(nil, err)
 	case *videoCallCmd:
 		c.done(nil, err)
+	case *assignCmd:
+		c.done(nil, err)
 	}
 }
 
@@ -125,6 +127,9 @@ func (a *conversationActor) Receive(ctx actor.Context) {
 	case *videoCallCmd:
 		a.lease.received.Add(1)
 		a.videoCallCmd(ctx, m)
+	case *assignCmd:
+		a.lease.received.Add(1)
+		a.assignTo(ctx, m)
 	case *writeDone:
 		a.writeDone(ctx, m)
 	}
@@ -288,17 +293,19 @@ func (a *conversationActor) callCmd(ctx actor.Context, c *callCmd) {
 	for i, ch := range c.changes {
 		items[i] = persistence.WriteItem{Kind: persistence.ItemCall, Call: ch}
 	}
-	a.enqueueItems(ctx, items, func(r persistence.ItemResult, err error) { c.done(r.Call, err) })
+	a.enqueueItems(ctx, items, func(r persistence.ItemResult, _ *persistence.Conversation, err error) { c.done(r.Call, err) })
 }
 
 // enqueueItems queues items for the next write; done gets the result of
 // the last one (the write carries them all, so it succeeds or fails with
-// the others).
-func (a *conversationActor) enqueueItems(ctx actor.Context, items []persistence.WriteItem, done func(persistence.ItemResult, error)) {
+// the others). done runs on the store's committer goroutine: it must not
+// touch the actor's state.
+func (a *conversationActor) enqueueItems(ctx actor.Context, items []persistence.WriteItem,
+	done func(persistence.ItemResult, *persistence.Conversation, error)) {
 	for i, it := range items {
 		p := pendingItem{item: it}
 		if i == len(items)-1 {
-			p.done = func(r persistence.ItemResult, _ *persistence.Conversation, err error) { done(r, err) }
+			p.done = done
 		}
 		a.pending = append(a.pending, p)
 	}

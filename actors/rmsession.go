@@ -70,6 +70,8 @@ func (s *sessionActor) Receive(ctx actor.Context) {
 		s.enqueue(ctx, m.Frame)
 	case *graceOver:
 		s.release(ctx)
+	case *disconnectCmd:
+		s.cut(ctx, m.reason)
 	case *clientFrame:
 		s.clientFrame(ctx, m.data)
 	case *sendReply:
@@ -143,6 +145,10 @@ func (s *sessionActor) clientFrame(ctx actor.Context, data []byte) {
 	case "resume":
 		if !s.awaiting {
 			s.enqueue(ctx, noticeFrame(errorNotice{Type: "error", Error: "resume must be the first frame on a socket"}))
+			return
+		}
+		if m.Cursor == "" { // a client that has seen nothing yet: live events only
+			s.release(ctx)
 			return
 		}
 		cursor, err := ParseCursor(m.Cursor)

@@ -274,3 +274,24 @@ func (r *localRouter) OnlineRMs() []int64 {
 	}
 	return out
 }
+
+// OnlineSessions reports, per RM or supervisor id, whether it has a live socket.
+func (r *localRouter) OnlineSessions() map[int64]bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[int64]bool, len(r.sessions))
+	for id := range r.sessions {
+		out[id] = true
+	}
+	return out
+}
+
+// tellSessions sends m to every session of one RM and returns how many.
+func (r *localRouter) tellSessions(rmID int64, m any) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for pid := range r.sessions[rmID] {
+		r.root.Send(pid, m)
+	}
+	return len(r.sessions[rmID])
+}

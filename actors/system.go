@@ -342,6 +342,20 @@ func (s *System) Conversations(ctx context.Context, p Principal, limit int) ([]p
 
 // Events returns socket frames of one conversation after afterSeq.
 func (s *System) Events(ctx context.Context, p Principal, conversationID, afterSeq int64, limit int) ([][]byte, error) {
+	return s.events(ctx, p, conversationID, func() ([]persistence.EventRecord, error) {
+		return s.opts.Store.ConversationEvents(ctx, conversationID, afterSeq, limit)
+	})
+}
+
+// EventsBefore returns the socket frames of the last limit events of one
+// conversation before beforeSeq, in seq order (older history).
+func (s *System) EventsBefore(ctx context.Context, p Principal, conversationID, beforeSeq int64, limit int) ([][]byte, error) {
+	return s.events(ctx, p, conversationID, func() ([]persistence.EventRecord, error) {
+		return s.opts.Store.ConversationEventsBefore(ctx, conversationID, beforeSeq, limit)
+	})
+}
+
+func (s *System) events(ctx context.Context, p Principal, conversationID int64, read func() ([]persistence.EventRecord, error)) ([][]byte, error) {
 	c, err := s.opts.Store.ConversationByID(ctx, conversationID)
 	if errors.Is(err, persistence.ErrNotFound) {
 		return nil, ErrNotFound
@@ -352,7 +366,7 @@ func (s *System) Events(ctx context.Context, p Principal, conversationID, afterS
 	if !p.Supervisor() && c.AssignedRMID != p.RMID {
 		return nil, ErrForbidden
 	}
-	recs, err := s.opts.Store.ConversationEvents(ctx, conversationID, afterSeq, limit)
+	recs, err := read()
 	if err != nil {
 		return nil, storeError(err)
 	}

@@ -583,7 +583,7 @@ func (a *conversationActor) videoCallCmd(ctx actor.Context, c *videoCallCmd) {
 	for i, ch := range c.changes {
 		items[i] = persistence.WriteItem{Kind: persistence.ItemVideoCall, VideoCall: ch}
 	}
-	a.enqueueItems(ctx, items, func(r persistence.ItemResult, err error) {
+	a.enqueueItems(ctx, items, func(r persistence.ItemResult, _ *persistence.Conversation, err error) {
 		if err == nil && r.VideoCall == nil {
 			err = ErrNotFound
 		}

@@ -473,6 +473,7 @@ type ConversationSummary struct {
 	Conversation
 	ContactPhone string
 	UnreadCount  int64
+	LastMessage  *Message // the message with the highest seq, nil when none
 }
 
 // EventRecord is an event with what a reader needs to render it.
@@ -503,6 +504,8 @@ type Store interface {
 	RMByUsername(ctx context.Context, username string) (*RM, error)
 	RMByID(ctx context.Context, id int64) (*RM, error)
 	CountRMs(ctx context.Context) (int64, error)
+	// ListRMs lists RMs and supervisors by username.
+	ListRMs(ctx context.Context, limit int) ([]RM, error)
 	// OpenConversationCounts returns, for the given RMs, how many conversations each has assigned.
 	OpenConversationCounts(ctx context.Context, rmIDs []int64) (map[int64]int64, error)
 
@@ -520,6 +523,9 @@ type Store interface {
 	MessageByID(ctx context.Context, id int64) (*Message, error)
 	// ConversationEvents returns events of one conversation with seq > afterSeq, in seq order.
 	ConversationEvents(ctx context.Context, conversationID, afterSeq int64, limit int) ([]EventRecord, error)
+	// ConversationEventsBefore returns the last limit events of one
+	// conversation with seq < beforeSeq, in seq order (older history).
+	ConversationEventsBefore(ctx context.Context, conversationID, beforeSeq int64, limit int) ([]EventRecord, error)
 	// EventsAfter returns events with ID > afterID of conversations currently
 	// assigned to rmID (all conversations when rmID is 0), in ID order.
 	EventsAfter(ctx context.Context, rmID, afterID int64, limit int) ([]EventRecord, error)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -100,6 +101,14 @@ func (s *store) RMByID(ctx context.Context, id int64) (*RM, error) {
 	return s.rmWhere(ctx, fmt.Sprintf("RM %d", id), `id = ?`, id)
 }
 
+// ListRMs lists every RM and supervisor by username, at most limit
+// (default 100, at most 10000).
+func (s *store) ListRMs(ctx context.Context, limit int) ([]RM, error) {
+	return queryList(ctx, s, func(r rowScanner, rm *RM) error {
+		return r.Scan(&rm.ID, &rm.Username, &rm.Name, &rm.Phone, &rm.Role, &rm.PasswordHash, scanTime{&rm.CreatedAt})
+	}, `SELECT `+rmCols+` FROM rms ORDER BY username LIMIT ?`, listLimit(limit))
+}
+
 func (s *store) CountRMs(ctx context.Context) (int64, error) {
 	var n int64
 	err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM rms`).Scan(&n)
@@ -181,7 +190,9 @@ const unreadExpr = `(SELECT COUNT(*) FROM messages mi
 	AND mi.seq > COALESCE((SELECT MAX(mo.seq) FROM messages mo WHERE mo.conversation_id = c.id AND mo.direction = 'out'), 0))`
 
 func (s *store) ListConversations(ctx context.Context, rmID int64, limit int) ([]ConversationSummary, error) {
-	q := `SELECT ` + conversationCols + `, ` + unreadExpr + ` FROM ` + conversationFrom
+	// The last message: one probe of messages_conversation_seq per row.
+	q := `SELECT ` + conversationCols + `, ` + unreadExpr + `, ` + messageCols + ` FROM ` + conversationFrom + `
+		LEFT JOIN messages m ON m.id = (SELECT mx.id FROM messages mx WHERE mx.conversation_id = c.id ORDER BY mx.seq DESC LIMIT 1)`
 	args := []any{}
 	if rmID != 0 {
 		q += ` WHERE c.assigned_rm_id = ?`
@@ -190,21 +201,19 @@ func (s *store) ListConversations(ctx context.Context, rmID int64, limit int) ([
 	// Conversations without a message yet (NULL) come last in both dialects.
 	q += ` ORDER BY c.last_message_at DESC, c.id DESC LIMIT ?`
 	args = append(args, listLimit(limit))
-	rows, err := s.rdb.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []ConversationSummary
-	for rows.Next() {
-		var cs ConversationSummary
-		if err := rows.Scan(append(conversationDest(&cs.Conversation), &cs.UnreadCount)...); err != nil {
-			return nil, err
+	return queryList(ctx, s, func(r rowScanner, cs *ConversationSummary) error {
+		var mr messageRow
+		if err := r.Scan(append(append(conversationDest(&cs.Conversation), &cs.UnreadCount), mr.dest()...)...); err != nil {
+			return err
 		}
+		m, err := mr.message()
+		if err != nil {
+			return err
+		}
+		cs.LastMessage = m
 		cs.ContactPhone = cs.Key.ContactPhone
-		out = append(out, cs)
-	}
-	return out, rows.Err()
+		return nil
+	}, q, args...)
 }
 
 func (s *store) UnassignedConversations(ctx context.Context, limit int) ([]Conversation, error) {
@@ -251,6 +260,17 @@ func (s *store) ConversationEvents(ctx context.Context, conversationID, afterSeq
 		return nil, err
 	}
 	return scanEventRecords(rows)
+}
+
+func (s *store) ConversationEventsBefore(ctx context.Context, conversationID, beforeSeq int64, limit int) ([]EventRecord, error) {
+	rows, err := s.rdb.QueryContext(ctx, eventRecordQuery+`
+		WHERE e.conversation_id = ? AND e.seq < ? ORDER BY e.seq DESC LIMIT ?`, conversationID, beforeSeq, listLimit(limit))
+	if err != nil {
+		return nil, err
+	}
+	recs, err := scanEventRecords(rows)
+	slices.Reverse(recs)
+	return recs, err
 }
 
 func (s *store) EventsAfter(ctx context.Context, rmID, afterID int64, limit int) ([]EventRecord, error) {

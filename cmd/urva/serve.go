@@ -197,6 +197,13 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		}
 	}
 
+	// The sandbox customer phone plays contacts on the sandbox providers.
+	var sbPhone *sandbox.Phone
+	if sbWhatsApp != nil || sbTwilio != nil {
+		sbPhone = sandbox.NewPhone(sandbox.PhoneOptions{WhatsApp: sbWhatsApp, Twilio: sbTwilio,
+			Log: log.With().Str("component", "sandbox_phone").Logger()})
+	}
+
 	// Video: the built-in TURN server (or an external one sharing the
 	// secret), signed links, and the ICE servers handed to the call page.
 	iceURIs := cfg.TURN.ExternalURLs
@@ -274,7 +281,12 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		CRMMaxAge:            cfg.CRM.MaxAge,
 		Links:                links,
 		ICEServers:           iceServers,
+		Templates:            templates(cfg.WhatsApp.Templates),
+		SandboxPhone:         sbPhone,
 	})
+	if sbPhone != nil {
+		defer sbPhone.Close()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Str("public_url", publicURL).
@@ -340,4 +352,13 @@ func turnHost(t config.TURN, bound net.Addr, publicURL string) string {
 		return u.Hostname()
 	}
 	return "127.0.0.1"
+}
+
+// templates turns the configured WhatsApp templates into the console's.
+func templates(list []config.Template) []httpapi.Template {
+	out := make([]httpapi.Template, len(list))
+	for i, t := range list {
+		out[i] = httpapi.Template{Name: t.Name, Language: t.Language, Body: t.Body}
+	}
+	return out
 }

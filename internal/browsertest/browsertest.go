@@ -489,3 +489,28 @@ func (b *lockedBuffer) tail(n int) string {
 	}
 	return strings.TrimSpace(string(s))
 }
+
+// Screenshot returns a PNG of the page's viewport at width x height CSS
+// pixels (Chromium pages only).
+func (p *Page) Screenshot(t testing.TB, width, height int64) []byte {
+	t.Helper()
+	c, ok := p.tab.(*chromiumTab)
+	if !ok {
+		t.Fatalf("browsertest: %s: screenshots are taken in Chromium only", p.Name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), actionTimeout)
+	defer cancel()
+	var png []byte
+	err := c.within(ctx, func(ctx context.Context) error {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, height)); err != nil {
+			return err
+		}
+		var err error
+		png, err = chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		return err
+	})
+	if err != nil {
+		t.Fatalf("browsertest: %s: screenshot: %v%s", p.Name, err, p.diagnose())
+	}
+	return png
+}

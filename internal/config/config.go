@@ -95,6 +95,17 @@ type WhatsApp struct {
 	VerifyToken string `koanf:"verify_token"`
 	// BusinessNumber is our WhatsApp number in E.164, e.g. +919800000001.
 	BusinessNumber string `koanf:"business_number"`
+	// Templates are the approved message templates the console offers
+	// (outside the 24-hour window only templates may be sent).
+	Templates []Template `koanf:"templates"`
+}
+
+// Template is an approved WhatsApp message template.
+type Template struct {
+	Name     string `koanf:"name"`
+	Language string `koanf:"language"`
+	// Body is the template's text with {{1}}, {{2}}, ... for its parameters.
+	Body string `koanf:"body"`
 }
 
 // SMS is Twilio (or a Twilio-compatible API).

@@ -374,7 +374,7 @@ func TestKeysAndEnvNames(t *testing.T) {
 		"http.addr", "http.public_url", "http.max_body_bytes", "database.driver", "database.dsn",
 		"database.batch_max_rows", "database.batch_max_wait", "auth.token_secret", "auth.admin_token",
 		"auth.token_ttl", "whatsapp.api_base", "whatsapp.phone_number_id", "whatsapp.access_token",
-		"whatsapp.app_secret", "whatsapp.verify_token", "whatsapp.business_number", "sms.api_base",
+		"whatsapp.app_secret", "whatsapp.verify_token", "whatsapp.business_number", "whatsapp.templates", "sms.api_base",
 		"sms.account_sid", "sms.auth_token", "sms.from", "dialler.api_base", "dialler.account_sid",
 		"dialler.api_key", "dialler.api_token", "dialler.caller_id", "dialler.callback_token",
 		"dialler.first_leg", "dialler.reconcile_after", "dialler.recordings_dir",
@@ -397,5 +397,28 @@ func TestKeysAndEnvNames(t *testing.T) {
 	}
 	if got := EnvName("whatsapp.app_secret"); got != "URVA_WHATSAPP_APP_SECRET" {
 		t.Errorf("EnvName = %s", got)
+	}
+}
+
+func TestTemplates(t *testing.T) {
+	path := writeFile(t, "whatsapp:\n  templates:\n    - {name: followup, language: en, body: \"Hi {{1}}\"}\n")
+	c, err := Load(path, nil)
+	if err != nil || len(c.WhatsApp.Templates) != 1 || c.WhatsApp.Templates[0] != (Template{Name: "followup", Language: "en", Body: "Hi {{1}}"}) {
+		t.Fatalf("from the file: %+v %v", c, err)
+	}
+	c, err = Load(path, []string{`URVA_WHATSAPP_TEMPLATES=[{"name":"a","language":"hi","body":"x"},{"name":"b","language":"en","body":"y"}]`})
+	if err != nil || len(c.WhatsApp.Templates) != 2 || c.WhatsApp.Templates[1].Name != "b" {
+		t.Fatalf("from the environment: %+v %v", c, err)
+	}
+	for _, bad := range []string{
+		"whatsapp:\n  templates:\n    - {name: a, language: en, bdy: x}\n",
+		"whatsapp:\n  templates: [plain]\n",
+	} {
+		if _, err := Load(writeFile(t, bad), nil); err == nil || !strings.Contains(err.Error(), "whatsapp.templates") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if _, err := Load(path, []string{"URVA_WHATSAPP_TEMPLATES=not json"}); err == nil {
+		t.Error("a template list that is not JSON was accepted")
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -50,7 +51,7 @@ func Load(path string, environ []string) (*Config, error) {
 
 	cfg := Default()
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook:       mapstructure.ComposeDecodeHookFunc(durationHook, listHook),
+		DecodeHook:       mapstructure.ComposeDecodeHookFunc(durationHook, listHook, templatesHook),
 		WeaklyTypedInput: true, // "256" from the environment is an int
 		TagName:          "koanf",
 		Result:           cfg,
@@ -230,6 +231,39 @@ func listHook(from, to reflect.Type, data any) (any, error) {
 		}
 	}
 	return out, nil
+}
+
+var templatesType = reflect.TypeFor[[]Template]()
+
+// templatesHook reads whatsapp.templates from the environment as a JSON
+// list, and refuses keys a template does not have (in either source).
+func templatesHook(from, to reflect.Type, data any) (any, error) {
+	if to != templatesType {
+		return data, nil
+	}
+	if str, ok := data.(string); ok {
+		var list []any
+		if err := json.Unmarshal([]byte(str), &list); err != nil {
+			return nil, fmt.Errorf(`a JSON list of {"name","language","body"} is expected: %v`, err)
+		}
+		data = list
+	}
+	items, ok := data.([]any)
+	if !ok {
+		return data, nil
+	}
+	for i, it := range items {
+		m, ok := it.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("item %d is not a template (name, language, body)", i)
+		}
+		for k := range m {
+			if k != "name" && k != "language" && k != "body" {
+				return nil, fmt.Errorf("item %d: unknown key %q (a template has name, language, body)", i, k)
+			}
+		}
+	}
+	return items, nil
 }
 
 // yamlParser is a koanf.Parser that keeps every YAML scalar as its source

@@ -124,6 +124,16 @@ func (c *Config) Validate() error {
 	required(&p, waMode, "whatsapp.verify_token", wa.VerifyToken)
 	required(&p, waMode, "whatsapp.business_number", wa.BusinessNumber)
 	checkE164(&p, "whatsapp.business_number", wa.BusinessNumber)
+	seenTemplates := map[string]bool{}
+	for i, t := range wa.Templates {
+		if t.Name == "" || t.Language == "" {
+			p.addf("whatsapp.templates[%d] needs a name and a language", i)
+		}
+		if seenTemplates[t.Name+"/"+t.Language] {
+			p.addf("whatsapp.templates[%d]: %s (%s) is listed twice", i, t.Name, t.Language)
+		}
+		seenTemplates[t.Name+"/"+t.Language] = true
+	}
 
 	if c.SMS.APIBase != "" {
 		checkURL(&p, "sms.api_base", c.SMS.APIBase, false)

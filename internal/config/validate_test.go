@@ -347,7 +347,7 @@ func TestValidateSandboxFillsSecrets(t *testing.T) {
 		VerifyToken:    SandboxVerifyToken,
 		BusinessNumber: "+919800000001",
 	}
-	if c.WhatsApp != wantWA {
+	if !reflect.DeepEqual(c.WhatsApp, wantWA) {
 		t.Errorf("whatsapp = %+v", c.WhatsApp)
 	}
 	if c.SMS.AuthToken == "" || c.Dialler.CallbackToken == "" || c.TURN.AuthSecret == "" || c.CRM.Secret == "" {

@@ -339,6 +339,9 @@ func testRMs(t *testing.T, s persistence.Store) {
 	if n, err := s.CountRMs(ctx); err != nil || n != 2 {
 		t.Fatalf("count: %d %v", n, err)
 	}
+	if l, err := s.ListRMs(ctx, 10); err != nil || len(l) != 2 || l[0].Username != "admin" || l[1].ID != rm.ID || l[1].Name != rm.Name || l[1].Phone != rm.Phone {
+		t.Fatalf("list: %+v %v", l, err)
+	}
 }
 
 func testInboundCreatesConversation(t *testing.T, s persistence.Store) {
@@ -964,6 +967,15 @@ func testListConversations(t *testing.T, s persistence.Store) {
 		t.Fatalf("unread %v, want %v", unread, want)
 	}
 	sameConversation(t, "summary", l[0].Conversation, a.last.Conversation)
+	last := map[int64]string{}
+	for _, cs := range l {
+		if cs.LastMessage != nil {
+			last[cs.ID] = cs.LastMessage.Direction + ":" + cs.LastMessage.Text
+		}
+	}
+	if want := map[int64]string{a.id: "in:3", b.id: "in:2", c.id: "out:reply"}; !reflect.DeepEqual(last, want) {
+		t.Fatalf("last messages %v, want %v", last, want)
+	}
 	if l, err := s.ListConversations(ctx, rm, 10); err != nil || len(l) != 2 || l[0].ID != a.id || l[1].ID != b.id {
 		t.Fatalf("rm list %+v %v", l, err)
 	}
@@ -1086,6 +1098,17 @@ func testConversationEvents(t *testing.T, s persistence.Store) {
 	}
 	if evs, err := s.ConversationEvents(ctx, c.id+1000, 0, 10); err != nil || len(evs) != 0 {
 		t.Fatalf("unknown conversation: %+v %v", evs, err)
+	}
+	// Older history: the last events before a seq, in seq order.
+	evs, err = s.ConversationEventsBefore(ctx, c.id, 5, 2)
+	if err != nil || len(evs) != 2 || evs[0].Seq != 3 || evs[1].Seq != 4 || evs[1].Message.Text != "3" {
+		t.Fatalf("events before seq 5, limit 2: %+v %v", evs, err)
+	}
+	if evs, err := s.ConversationEventsBefore(ctx, c.id, 3, 10); err != nil || len(evs) != 2 || evs[0].Seq != 1 || evs[1].Seq != 2 {
+		t.Fatalf("events before seq 3: %+v %v", evs, err)
+	}
+	if evs, err := s.ConversationEventsBefore(ctx, c.id, 1, 10); err != nil || len(evs) != 0 {
+		t.Fatalf("before the first: %+v %v", evs, err)
 	}
 }
 

@@ -133,7 +133,9 @@ type loginRequest struct {
 type rmJSON struct {
 	ID       int64  `json:"id"`
 	Username string `json:"username"`
+	Name     string `json:"name,omitempty"`
 	Role     string `json:"role"`
+	Online   *bool  `json:"online,omitempty"` // the RM list only
 }
 
 type loginResponse struct {
@@ -180,7 +182,7 @@ func (s *Server) login(c *call) {
 	c.log.Info().Int64("rm_id", rm.ID).Str("role", rm.Role).Msg("login")
 	writeJSON(c.ctx, fasthttp.StatusOK, loginResponse{
 		Token: tok,
-		RM:    rmJSON{ID: rm.ID, Username: rm.Username, Role: rm.Role},
+		RM:    rmJSON{ID: rm.ID, Username: rm.Username, Name: rm.Name, Role: rm.Role},
 	})
 }
 
@@ -199,7 +201,27 @@ type conversationJSON struct {
 	LastSeq       int64       `json:"last_seq"`
 	LastMessageAt *time.Time  `json:"last_message_at"`
 	UnreadCount   *int64      `json:"unread_count,omitempty"`
+	// LastMessage previews the newest message (conversation lists only).
+	LastMessage *lastMessageJSON `json:"last_message,omitempty"`
+	// WindowExpiresAt is when the WhatsApp 24-hour window closes; null when
+	// it is closed or the channel has none.
+	WindowExpiresAt *time.Time `json:"window_expires_at"`
+	SMSOptedOut     bool       `json:"sms_opted_out"`
 }
+
+// lastMessageJSON is the preview of a conversation's newest message.
+type lastMessageJSON struct {
+	ID        int64     `json:"id"`
+	Direction string    `json:"direction"`
+	Type      string    `json:"type"`
+	Text      string    `json:"text"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// whatsAppWindow is how long after the contact's last message free text may
+// be sent on WhatsApp.
+const whatsAppWindow = 24 * time.Hour
 
 func conversationOf(cv *persistence.Conversation, phone string) conversationJSON {
 	if phone == "" {
@@ -219,6 +241,12 @@ func conversationOf(cv *persistence.Conversation, phone string) conversationJSON
 		t := cv.LastMessageAt.UTC()
 		out.LastMessageAt = &t
 	}
+	if cv.Key.Channel == persistence.ChannelWhatsApp && !cv.LastInboundAt.IsZero() {
+		if t := cv.LastInboundAt.Add(whatsAppWindow).UTC(); t.After(time.Now()) {
+			out.WindowExpiresAt = &t
+		}
+	}
+	out.SMSOptedOut = cv.Key.Channel == persistence.ChannelSMS && cv.SMSOptedOut
 	return out
 }
 
@@ -252,6 +280,13 @@ func (s *Server) listConversations(c *call, p actors.Principal) {
 		cv := conversationOf(&list[i].Conversation, list[i].ContactPhone)
 		unread := list[i].UnreadCount
 		cv.UnreadCount = &unread
+		if m := list[i].LastMessage; m != nil {
+			text := m.Text
+			if text == "" && m.Template != nil {
+				text = m.Template.Name
+			}
+			cv.LastMessage = &lastMessageJSON{ID: m.ID, Direction: m.Direction, Type: m.Type, Text: text, Status: m.Status, CreatedAt: m.CreatedAt.UTC()}
+		}
 		out = append(out, cv)
 	}
 	writeJSON(c.ctx, fasthttp.StatusOK, map[string]any{"conversations": out})
@@ -280,12 +315,20 @@ func (s *Server) conversationSub(c *call, p actors.Principal) {
 			return
 		}
 		s.sendMessage(c, p, id)
+	case "assign":
+		if method != fasthttp.MethodPost {
+			methodNotAllowed(c, fasthttp.MethodPost)
+			return
+		}
+		s.assignConversation(c, p, id)
 	default:
 		writeError(c.ctx, fasthttp.StatusNotFound, "not found")
 	}
 }
 
-// conversationEvents: GET /api/conversations/{id}/events?after_seq=N&limit=M.
+// conversationEvents: GET /api/conversations/{id}/events?after_seq=N&limit=M
+// (events after seq N) or ?before_seq=N&limit=M (the M events before seq N),
+// in seq order either way.
 // The frames are written as they come, without re-encoding.
 func (s *Server) conversationEvents(c *call, p actors.Principal, id int64) {
 	if !s.ready(c) {
@@ -295,13 +338,27 @@ func (s *Server) conversationEvents(c *call, p actors.Principal, id int64) {
 	if !ok {
 		return
 	}
+	before, ok := intParam(c, "before_seq", 0, 0, 1<<62)
+	if !ok {
+		return
+	}
+	if after > 0 && before > 0 {
+		badRequest(c, "after_seq and before_seq are exclusive")
+		return
+	}
 	limit, ok := intParam(c, "limit", defaultListLimit, 1, maxListLimit)
 	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
-	frames, err := s.actors.Events(ctx, p, id, after, int(limit))
+	var frames [][]byte
+	var err error
+	if before > 0 {
+		frames, err = s.actors.EventsBefore(ctx, p, id, before, int(limit))
+	} else {
+		frames, err = s.actors.Events(ctx, p, id, after, int(limit))
+	}
 	if err != nil {
 		apiError(c, err)
 		return

@@ -119,14 +119,16 @@ func TestConversationsList(t *testing.T) {
 				Conversation: persistence.Conversation{ID: 3, Key: persistence.ConversationKey{Channel: "whatsapp", ContactPhone: "+919811100001"},
 					ContactName: "Meera Iyer", AssignedRMID: 7, LastSeq: 12, LastMessageAt: at},
 				ContactPhone: "+919811100001", UnreadCount: 2,
+				LastMessage: &persistence.Message{ID: 41, Direction: "in", Type: "text", Text: "Is my KYC done?", Status: "received", CreatedAt: at},
 			},
 			{Conversation: persistence.Conversation{ID: 4, Key: persistence.ConversationKey{Channel: "sms", ContactPhone: "+919811100002"}}},
 		}
 	})
 	r := e.api("GET", "/api/conversations", e.token(7, "rm"), "")
 	want := `{"conversations":[` +
-		`{"id":3,"channel":"whatsapp","contact":{"phone":"+919811100001","name":"Meera Iyer"},"assigned_rm_id":7,"last_seq":12,"last_message_at":"2026-01-02T03:04:05Z","unread_count":2},` +
-		`{"id":4,"channel":"sms","contact":{"phone":"+919811100002","name":""},"assigned_rm_id":null,"last_seq":0,"last_message_at":null,"unread_count":0}]}`
+		`{"id":3,"channel":"whatsapp","contact":{"phone":"+919811100001","name":"Meera Iyer"},"assigned_rm_id":7,"last_seq":12,"last_message_at":"2026-01-02T03:04:05Z","unread_count":2,` +
+		`"last_message":{"id":41,"direction":"in","type":"text","text":"Is my KYC done?","status":"received","created_at":"2026-01-02T03:04:05Z"},"window_expires_at":null,"sms_opted_out":false},` +
+		`{"id":4,"channel":"sms","contact":{"phone":"+919811100002","name":""},"assigned_rm_id":null,"last_seq":0,"last_message_at":null,"unread_count":0,"window_expires_at":null,"sms_opted_out":false}]}`
 	if r.status != 200 || string(r.body) != want {
 		t.Fatalf("%d\n got %s\nwant %s", r.status, r.body, want)
 	}

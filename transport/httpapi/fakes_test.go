@@ -187,6 +187,14 @@ func (f *fakeActors) Events(ctx context.Context, p actors.Principal, id, after i
 	return f.events, nil
 }
 
+func (f *fakeActors) EventsBefore(ctx context.Context, p actors.Principal, id, before int64, limit int) ([][]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.principals = append(f.principals, p)
+	f.eventsArgs = [3]int64{id, -before, int64(limit)}
+	return f.events, nil
+}
+
 func (f *fakeActors) Connect(p actors.Principal, conn actors.Conn) Session {
 	s := newFakeSession()
 	f.connections <- connected{p: p, conn: conn, sess: s}

@@ -52,6 +52,8 @@ type Actors interface {
 	Conversations(ctx context.Context, p actors.Principal, limit int) ([]persistence.ConversationSummary, error)
 	// Events returns the socket frames of one conversation after afterSeq.
 	Events(ctx context.Context, p actors.Principal, conversationID, afterSeq int64, limit int) ([][]byte, error)
+	// EventsBefore returns the socket frames of the last limit events before beforeSeq.
+	EventsBefore(ctx context.Context, p actors.Principal, conversationID, beforeSeq int64, limit int) ([][]byte, error)
 	// Connect starts the session of one RM socket.
 	Connect(p actors.Principal, conn actors.Conn) Session
 	// Ready reports whether the actor system runs and the database answers.
@@ -138,6 +140,13 @@ type Options struct {
 
 	// Video is video calls; when nil, System is used (if it has them).
 	Video Video
+	// Supervision is reassignment, the RM list and disconnects; when nil,
+	// System is used.
+	Supervision Supervision
+	// Templates are the approved WhatsApp templates the console offers.
+	Templates []Template
+	// SandboxPhone is the sandbox customer phone; nil when the sandbox is off.
+	SandboxPhone *sandbox.Phone
 	// Links signs and verifies video call links; nil disables video calls.
 	Links *auth.Links
 	// ICEServers returns the ICE servers and TURN credentials for a user
@@ -253,6 +262,9 @@ func New(o Options) *Server {
 	if o.Video == nil && o.System != nil {
 		o.Video = o.System
 	}
+	if o.Supervision == nil && o.System != nil {
+		o.Supervision = o.System
+	}
 
 	s := &Server{
 		opts:     o,
@@ -321,6 +333,14 @@ func (s *Server) routes() {
 	s.addPrefix("GET", videoPagePath, s.videoPage)
 	s.addPrefix("GET", videoWSPrefix, s.videoSocket)
 	s.addPrefix("GET", staticPrefix, s.static)
+	s.addExact("GET", "/", s.consolePage)
+	s.addExact("GET", "/api/templates", s.authed(s.templates))
+	s.addExact("GET", "/api/rms", s.authed(s.listRMs))
+	s.addPrefix("POST", "/admin/rms/", s.admin(s.disconnectRM))
+	if ph := s.opts.SandboxPhone; ph != nil {
+		s.addExact("GET", "/sandbox/phone", s.phonePage)
+		s.addPrefix("", "/sandbox/phone/", func(c *call) { ph.Handle(c.ctx) })
+	}
 	s.addExact("GET", "/admin/crm/backlog", s.admin(s.crmBacklog))
 	s.addExact("GET", "/admin/crm/dead-letters", s.admin(s.crmDeadLetters))
 	s.addPrefix("POST", "/admin/crm/dead-letters/", s.admin(s.crmReplay))

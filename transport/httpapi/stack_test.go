@@ -69,6 +69,12 @@ const (
 	itDiallerHookPath = "/webhooks/dialler/" + itCallbackToken
 )
 
+// itTemplates are the approved templates of the integration stack.
+var itTemplates = []httpapi.Template{
+	{Name: "followup", Language: "en", Body: "Hello {{1}}, following up on our conversation."},
+	{Name: "appointment_reminder", Language: "en", Body: "Hello {{1}}, a reminder of our meeting on {{2}}."},
+}
+
 // user is an RM or supervisor created in the store.
 type user struct {
 	ID       int64
@@ -192,6 +198,8 @@ type stack struct {
 	// current run, nil when calls are off.
 	dl       *sandbox.Dialler
 	dlClient *exotel.Client
+
+	phone *sandbox.Phone // the sandbox customer phone on the sandbox WhatsApp and Twilio
 
 	// Video calls (withVideo): the TURN server and the link signer of the
 	// current run, nil when video is off.
@@ -401,6 +409,8 @@ func (s *stack) start(opts ...stackOption) {
 		diallerToken = itCallbackToken
 	}
 
+	s.phone = sandbox.NewPhone(sandbox.PhoneOptions{WhatsApp: s.sb, Twilio: s.tw, Log: s.log})
+
 	// Video calls as serve.go wires them.
 	var videoOpts *actors.VideoOptions
 	var iceServers func(string) turn.ICEConfig
@@ -486,6 +496,8 @@ func (s *stack) start(opts ...stackOption) {
 		DiallerCallbackToken: diallerToken,
 		Links:                s.links,
 		ICEServers:           iceServers,
+		Templates:            itTemplates,
+		SandboxPhone:         s.phone,
 	})
 	s.serveErr = make(chan error, 1)
 	srv := s.srv
@@ -530,6 +542,7 @@ func (s *stack) stop() {
 	if s.turn != nil {
 		s.turn.Close()
 	}
+	s.phone.Close()
 	s.wa.CloseIdleConnections()
 	s.sms.CloseIdleConnections()
 	s.hc.CloseIdleConnections()

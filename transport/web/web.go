@@ -1,13 +1,15 @@
-// Package web holds the pages the server sends to browsers: the video call
-// page that a call link opens, its scripts and styles, and the small error
-// page shown for a link that cannot be used. Everything is embedded in the
-// binary; the pages are plain HTML, CSS and JavaScript with no build step and
-// load nothing from other origins.
+// Package web holds the pages the server sends to browsers: the RM console,
+// the video call page that a call link opens, the sandbox customer phone,
+// their scripts and styles, and the small error page shown for a link that
+// cannot be used. Everything is embedded in the binary; the pages are plain
+// HTML, CSS and JavaScript with no build step and load nothing from other
+// origins.
 //
-// The HTTP server mounts StaticFS under /static/ and answers /v/{id} with
-// VideoPage. The page finds everything else (the call id, the link token, the
-// ICE servers and the signalling socket) by itself; the protocol it speaks is
-// described in static/video.js.
+// The HTTP server mounts StaticFS under /static/, answers / with
+// ConsolePage, /v/{id} with VideoPage and, in sandbox mode, /sandbox/phone
+// with PhonePage. Each page finds everything else by itself through the
+// API; the console's use of the API and the live socket is described in
+// static/console.js, the call page's signalling in static/video.js.
 package web
 
 import (
@@ -23,8 +25,12 @@ var content embed.FS
 // static is the static folder as the root of a file system.
 var static = mustSub(content, "static")
 
-// videoPage is the call page, read once.
-var videoPage = mustRead(static, "video.html")
+// The pages, read once.
+var (
+	consolePage = mustRead(static, "console.html")
+	videoPage   = mustRead(static, "video.html")
+	phonePage   = mustRead(static, "phone.html")
+)
 
 // StaticFS returns the embedded static files (scripts, styles, pages). The
 // server serves each file under /static/<name>: the pages refer to them
@@ -34,6 +40,14 @@ func StaticFS() fs.FS { return static }
 // VideoPage returns the HTML of the video call page, served at
 // /v/{id}?t=<link token>. The caller owns the returned slice.
 func VideoPage() []byte { return bytes.Clone(videoPage) }
+
+// ConsolePage returns the HTML of the RM console, served at /. The caller
+// owns the returned slice.
+func ConsolePage() []byte { return bytes.Clone(consolePage) }
+
+// PhonePage returns the HTML of the sandbox customer phone, served at
+// /sandbox/phone when the sandbox is on. The caller owns the returned slice.
+func PhonePage() []byte { return bytes.Clone(phonePage) }
 
 // errorPage is a self-contained page: no scripts, inline styles, so it works
 // whatever made the request fail.
