@@ -86,6 +86,8 @@ func (a *callActor) Receive(ctx actor.Context) {
 	case *actor.ReceiveTimeout:
 		if !a.busy && !a.fetching && (a.call == nil || persistence.CallTerminal(a.call.Status)) && a.sys.router.calls.release(a.id, a.lease) {
 			ctx.Stop(ctx.Self())
+		} else {
+			rearmIdleTimer(ctx, a.sys.opts.Tuning.PassivateAfter)
 		}
 	case *callBegin:
 		a.lease.received.Add(1)
@@ -531,7 +533,7 @@ func (s *System) reconcileUnfinished(ctx context.Context) error {
 
 func (s *System) callProps(id int64, lease *convLease) *actor.Props {
 	log := s.opts.Log.With().Str("actor", "call").Int64("call_id", id).Logger()
-	return actor.PropsFromProducer(func() actor.Actor {
+	return s.instrumentedProps(kCall, &lease.act, func() actor.Actor {
 		return &callActor{sys: s, id: id, lease: lease, log: log}
 	})
 }

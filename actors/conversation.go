@@ -525,16 +525,20 @@ func (a *conversationActor) sendToProvider(m *persistence.Message) {
 }
 
 func (a *conversationActor) maybePassivate(ctx actor.Context) {
-	if a.inflight || len(a.pending) > 0 || a.awaitingProvider > 0 {
-		return
-	}
-	if a.sys.router.release(a.key, a.lease) {
+	if !a.inflight && len(a.pending) == 0 && a.awaitingProvider == 0 && a.sys.router.release(a.key, a.lease) {
 		ctx.Stop(ctx.Self())
 		if a.sys.passivated != nil {
 			a.sys.passivated(a.key)
 		}
+		return
 	}
+	rearmIdleTimer(ctx, a.sys.opts.Tuning.PassivateAfter)
 }
+
+// rearmIdleTimer arms an actor's idle timer again after it fired without
+// the actor stopping: Proto.Actor cancels the timer when it fires, and
+// later messages do not re-arm it, so the actor would never passivate.
+func rearmIdleTimer(ctx actor.Context, d time.Duration) { ctx.SetReceiveTimeout(d) }
 
 func (a *conversationActor) failPending(err error) {
 	for _, p := range a.pending {

@@ -79,6 +79,7 @@ func (a *providerActor) deliver(req *msg.ProviderSend) *msg.ProviderResult {
 		id, err := a.client.Send(cctx, req)
 		cancel()
 		if err == nil {
+			a.sys.observeSend(a.channel, SendSent)
 			log.Debug().Int("attempt", attempt).Str("provider_message_id", id).Msg("sent")
 			return &msg.ProviderResult{MessageId: req.MessageId, ConversationId: req.ConversationId, Key: req.Key,
 				ProviderMessageId: id, Attempts: int32(attempt)}
@@ -97,6 +98,7 @@ func (a *providerActor) deliver(req *msg.ProviderSend) *msg.ProviderResult {
 		if !se.Retry || attempt == attempts {
 			break
 		}
+		a.sys.observeSend(a.channel, SendRetry)
 		delay := backoff(t.ProviderBackoff, t.ProviderMaxDelay, attempt)
 		if se.RetryAfter > delay {
 			delay = min(se.RetryAfter, t.ProviderMaxDelay)
@@ -110,6 +112,7 @@ func (a *providerActor) deliver(req *msg.ProviderSend) *msg.ProviderResult {
 			return nil
 		}
 	}
+	a.sys.observeSend(a.channel, SendFailed)
 	log.Warn().Str("code", last.Code).Str("error", last.Message).Msg("send failed")
 	return &msg.ProviderResult{MessageId: req.MessageId, ConversationId: req.ConversationId, Key: req.Key, Failed: true,
 		Error: &msg.ProviderError{Code: last.Code, Title: last.Title, Message: last.Message}}

@@ -57,7 +57,7 @@ func (s *sessionActor) Receive(ctx actor.Context) {
 	case *msg.FeedEvent:
 		if s.awaiting {
 			if len(s.held) >= s.out.capacity() {
-				s.cut(ctx, "too many events while waiting for resume; reconnect and resume with your last cursor")
+				s.slow(ctx, "too many events while waiting for resume; reconnect and resume with your last cursor")
 				return
 			}
 			s.held = append(s.held, m)
@@ -90,8 +90,16 @@ func (s *sessionActor) enqueue(ctx actor.Context, frame []byte) {
 		return
 	}
 	if !s.out.enqueue(frame) {
-		s.cut(ctx, "slow consumer: too many undelivered events; reconnect and resume with your last cursor")
+		s.slow(ctx, "slow consumer: too many undelivered events; reconnect and resume with your last cursor")
 	}
+}
+
+// slow cuts a socket whose client cannot keep up.
+func (s *sessionActor) slow(ctx actor.Context, reason string) {
+	if !s.closed {
+		s.sys.observeSlowClient(SocketRM)
+	}
+	s.cut(ctx, reason)
 }
 
 // cut closes a socket that cannot keep up; the client resumes by cursor.
@@ -220,7 +228,7 @@ func (s *sessionActor) replay(ctx actor.Context, cursor int64) {
 		for i := range recs {
 			frame := EncodeEvent(&recs[i])
 			if !s.out.enqueueWait(frame, timer) {
-				s.cut(ctx, "slow consumer during resume; reconnect and resume with your last cursor")
+				s.slow(ctx, "slow consumer during resume; reconnect and resume with your last cursor")
 				return
 			}
 			s.high = recs[i].ID

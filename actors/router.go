@@ -66,6 +66,7 @@ type convLease struct {
 	pid      *actor.PID
 	sent     uint64 // guarded by the shard lock
 	received atomic.Uint64
+	act      actorRec // the activation's statistics (stats.go)
 }
 
 func newLocalRouter(root *actor.RootContext, spawnConv func(persistence.ConversationKey, *convLease) *actor.Props) *localRouter {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/metric"
 
 	"urva/actors/msg"
 	"urva/persistence"
@@ -34,6 +35,13 @@ type Options struct {
 	// Video turns on video calls; nil = off.
 	Video *VideoOptions
 
+	// Observation (observe.go): Proto.Actor's own metrics go to
+	// MeterProvider (nil = off); OnSend is told each outbound send
+	// attempt's result, OnSlowClient each socket cut as too slow.
+	MeterProvider metric.MeterProvider
+	OnSend        func(channel, result string)
+	OnSlowClient  func(socket string)
+
 	videoWrites func(persistence.VideoCall) // tests: called with a video call after each of its writes
 }
 
@@ -50,6 +58,7 @@ type System struct {
 	stopping  atomic.Bool
 
 	convKeys sync.Map // conversation id -> persistence.ConversationKey (immutable)
+	stats    actorStats
 
 	faultHook   func(persistence.ConversationKey) // tests: called before an inbound item is handled
 	passivated  func(persistence.ConversationKey) // tests: called when a conversation actor passivates
@@ -66,8 +75,9 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 		opts.Tuning = DefaultTuning()
 	}
 	s := &System{opts: opts}
+	s.stats.init()
 	plog := opts.Log.With().Str("component", "protoactor").Logger()
-	s.actors = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+	s.actors = newActorSystem(opts.MeterProvider, actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(&zerologHandler{log: plog})
 	}))
 	s.root = s.actors.Root
@@ -76,7 +86,7 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	s.router.videos.spawn = s.videoProps
 	for channel, client := range opts.Providers {
 		channel, client := channel, client
-		props := actor.PropsFromProducer(func() actor.Actor {
+		props := s.instrumentedProps(kProvider, &actorRec{}, func() actor.Actor {
 			return &providerActor{sys: s, channel: channel, client: client,
 				log: opts.Log.With().Str("actor", "provider").Str("channel", channel).Logger()}
 		})
@@ -91,7 +101,7 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 		c.defaults()
 		crmOpts := *c
 		s.opts.CRM = &crmOpts
-		props := actor.PropsFromProducer(func() actor.Actor {
+		props := s.instrumentedProps(kCRMSync, &actorRec{}, func() actor.Actor {
 			return &crmSyncActor{sys: s, opts: crmOpts, woke: &s.crmWoke,
 				log: opts.Log.With().Str("actor", "crm_sync").Logger()}
 		})
@@ -114,7 +124,7 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	}
 	if opts.Calls != nil && opts.Calls.Dialler != nil {
 		d := opts.Calls.Dialler
-		pid, err := s.root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
+		pid, err := s.root.SpawnNamed(s.instrumentedProps(kDialler, &actorRec{}, func() actor.Actor {
 			return &diallerActor{sys: s, d: d, log: opts.Log.With().Str("actor", "dialler").Logger()}
 		}), "provider/dialler")
 		if err != nil {
@@ -154,7 +164,7 @@ func (s *System) redrive(ctx context.Context) error {
 
 func (s *System) conversationProps(key persistence.ConversationKey, lease *convLease) *actor.Props {
 	log := s.opts.Log.With().Str("actor", "conversation").Str("key", key.String()).Logger()
-	return actor.PropsFromProducer(func() actor.Actor {
+	return s.instrumentedProps(kConversation, &lease.act, func() actor.Actor {
 		return &conversationActor{sys: s, key: key, lease: lease, log: log}
 	}, actor.WithGuardian(conversationSupervisor))
 }
@@ -388,7 +398,7 @@ type Session struct {
 // socket ends. An RM coming online takes conversations waiting unassigned.
 func (s *System) Connect(p Principal, conn Conn) *Session {
 	log := s.opts.Log.With().Str("actor", "rm_session").Int64("rm_id", p.RMID).Logger()
-	pid := s.root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {
+	pid := s.root.SpawnPrefix(s.instrumentedProps(kRMSession, &actorRec{}, func() actor.Actor {
 		return &sessionActor{sys: s, p: p, conn: conn, log: log}
 	}), fmt.Sprintf("rm_session/%d/", p.RMID))
 	// Online from now on: events published meanwhile wait in the mailbox

@@ -197,6 +197,8 @@ func (a *videoActor) Receive(ctx actor.Context) {
 		if len(a.peers) == 0 && !a.writing && len(a.queue) == 0 && (a.call == nil || a.ended) &&
 			a.sys.router.videos.release(a.id, a.lease) {
 			ctx.Stop(ctx.Self())
+		} else {
+			rearmIdleTimer(ctx, a.sys.opts.Tuning.PassivateAfter)
 		}
 	case *videoCreated:
 		a.lease.received.Add(1)
@@ -402,6 +404,7 @@ func (a *videoActor) peerByConn(connID uint64) *videoPeer {
 // (their page reconnects and rejoins).
 func (a *videoActor) send(p *videoPeer, frame []byte) {
 	if !p.w.enqueue(frame) {
+		a.sys.observeSlowClient(SocketVideo)
 		a.leave(p.connID, "too slow: too many signalling frames waiting; reconnect")
 	}
 }
@@ -774,7 +777,7 @@ func (s *System) LiveVideoCalls() int { return s.router.videos.count() }
 
 func (s *System) videoProps(id int64, lease *convLease) *actor.Props {
 	log := s.opts.Log.With().Str("actor", "video_call").Int64("video_call_id", id).Logger()
-	return actor.PropsFromProducer(func() actor.Actor {
+	return s.instrumentedProps(kVideoCall, &lease.act, func() actor.Actor {
 		return &videoActor{sys: s, opts: s.opts.Video, id: id, lease: lease, log: log}
 	})
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -214,81 +212,6 @@ func TestGroupCommitBatches(t *testing.T) {
 	})
 }
 
-// proxy forwards TCP connections to the database and can cut them all.
-type proxy struct {
-	t      *testing.T
-	target string
-	addr   string
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	p := &proxy{t: t, target: target, conns: map[net.Conn]struct{}{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	t.Cleanup(func() { p.down(); p.wg.Wait() })
-	return p
-}
-
-func (p *proxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			d, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns[c], p.conns[d] = struct{}{}, struct{}{}
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); _, _ = io.Copy(d, c); d.Close() }()
-			go func() { defer p.wg.Done(); _, _ = io.Copy(c, d); c.Close() }()
-		}
-	}()
-}
-
-// down closes the listener and every forwarded connection: the database is
-// gone as far as the store can tell.
-func (p *proxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
-
-// up listens again on the same address.
-func (p *proxy) up() {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		p.t.Fatalf("re-listen on %s: %v", p.addr, err)
-	}
-	p.serve(ln)
-}
-
 // TestMySQLRecoversAfterOutage: while the database is unreachable, writes
 // fail promptly with ErrUnavailable; when it is back, the same store works
 // again without a restart.
@@ -298,8 +221,8 @@ func TestMySQLRecoversAfterOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newProxy(t, cfg.Addr)
-	cfg.Addr = p.addr
+	p := storetest.NewProxy(t, cfg.Addr)
+	cfg.Addr = p.Addr
 	cfg.Timeout = 2 * time.Second
 	ctx := context.Background()
 	s, err := persistence.Open(ctx, persistence.Config{Driver: "mysql", DSN: cfg.FormatDSN()}, zerolog.Nop())
@@ -315,7 +238,7 @@ func TestMySQLRecoversAfterOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p.down()
+	p.Down()
 	_, err = s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{ConversationID: res.Conversation.ID, LastSeq: 1,
 		Items: []persistence.WriteItem{inbound("wamid.DOWN")}})
 	if !errors.Is(err, persistence.ErrUnavailable) {
@@ -328,7 +251,7 @@ func TestMySQLRecoversAfterOutage(t *testing.T) {
 		t.Fatal("ping while down succeeded")
 	}
 
-	p.up()
+	p.Up()
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("ping after recovery: %v", err)
 	}

@@ -4,6 +4,8 @@
 //	urva migrate --config FILE                   apply database migrations and exit
 //	urva user add --config FILE --username U --role rm|supervisor [--phone +91...] [--name NAME]
 //	                                             create an RM; the password is read from stdin
+//	urva top     --addr URL --admin-token T [--interval 1s] [--count N] [--top 10]
+//	                                             watch the server's actors
 //	urva version                                 print the version
 //
 // SIGINT and SIGTERM cancel the running command's context; a second signal
@@ -62,6 +64,9 @@ const usageText = `Usage:
   urva migrate --config FILE                   apply database migrations and exit
   urva user add --config FILE --username U --role rm|supervisor [--phone +91...] [--name NAME]
                                                create an RM; the password is one line on standard input
+  urva top     [--addr http://127.0.0.1:8080] [--admin-token T] [--interval 1s] [--count N] [--top 10]
+                                               watch the server's actors (live, mailboxes, messages per
+                                               second, latency); the token defaults to $URVA_ADMIN_TOKEN
   urva version                                 print the version
 
 --config defaults to config.yaml. Every configuration key can be overridden by
@@ -88,8 +93,10 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 		err = cmdMigrate(ctx, args[1:], environ, stdout, stderr)
 	case "user":
 		err = cmdUser(ctx, args[1:], environ, stdin, stdout, stderr)
+	case "top":
+		err = cmdTop(ctx, args[1:], environ, stdout, stderr)
 	default:
-		err = usagef("unknown command %q (commands: serve, migrate, user add, version)", args[0])
+		err = usagef("unknown command %q (commands: serve, migrate, user add, top, version)", args[0])
 	}
 	var ue *usageError
 	switch {

@@ -15,6 +15,7 @@ import (
 
 	"urva/actors"
 	"urva/internal/config"
+	"urva/internal/metrics"
 	"urva/persistence"
 	"urva/transport/auth"
 	"urva/transport/crm"
@@ -38,7 +39,15 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	// outbox rows wakes the CRM sync actor, which starts after the store.
 	crmOn := cfg.CRM.WebhookURL != "" || cfg.Sandbox.Enabled
 	var running atomic.Pointer[actors.System]
+	// Metrics (GET /metrics): the layers expose hooks and read functions,
+	// connected here (see internal/metrics).
+	m, err := metrics.New()
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	defer m.Shutdown(context.Background())
 	store, err := openStore(ctx, cfg, log, func(pc *persistence.Config) {
+		pc.OnBatch = m.Batch
 		pc.Outbox = crmOn
 		pc.OutboxMaxAge = cfg.CRM.MaxAge
 		pc.OnOutbox = func() {
@@ -102,6 +111,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 
 	providers := map[string]actors.ProviderClient{persistence.ChannelWhatsApp: waClient}
 	businessNumbers := map[string]string{persistence.ChannelWhatsApp: business}
+	media := map[string]httpapi.MediaFetcher{persistence.ChannelWhatsApp: waClient}
 
 	// SMS: real Twilio when sms.api_base is set, the sandbox in sandbox mode, else off.
 	var sbTwilio *sandbox.Twilio
@@ -122,7 +132,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		// A number in E.164 as Twilio writes it; a short code or an
 		// alphanumeric sender stays as it is.
 		from := twilio.NormalizeNumber(cfg.SMS.From)
-		providers[persistence.ChannelSMS] = twilio.NewClient(twilio.ClientOptions{
+		smsClient := twilio.NewClient(twilio.ClientOptions{
 			APIBase:        smsBase,
 			AccountSID:     cfg.SMS.AccountSID,
 			AuthToken:      cfg.SMS.AuthToken,
@@ -130,6 +140,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 			StatusCallback: publicURL + "/webhooks/sms/status",
 			Timeout:        actors.DefaultTuning().ProviderTimeout,
 		})
+		providers[persistence.ChannelSMS], media[persistence.ChannelSMS] = smsClient, smsClient
 		businessNumbers[persistence.ChannelSMS] = from
 	}
 
@@ -184,6 +195,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	var outbox persistence.Outbox
 	if crmOn {
 		outbox = store.(persistence.Outbox)
+		m.WatchOutbox(outbox.OutboxBacklog)
 		crmURL := cfg.CRM.WebhookURL
 		if crmURL == "" {
 			sbCRM = sandbox.NewCRM(sandbox.CRMOptions{Secret: cfg.CRM.Secret,
@@ -222,6 +234,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 			return err
 		}
 		defer ts.Close()
+		m.WatchTURN(ts.Stats)
 		iceURIs = turn.URIs(turnHost(cfg.TURN, ts.Addr(), publicURL), ts.Addr().(*net.UDPAddr).Port)
 	}
 	links := auth.NewLinks([]byte(cfg.Auth.TokenSecret))
@@ -246,11 +259,15 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		CRM:             crmOpts,
 		Calls:           callOpts,
 		Video:           videoOpts,
+		MeterProvider:   m.MeterProvider(),
+		OnSend:          m.OutboundSend,
+		OnSlowClient:    m.SlowClient,
 	})
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	m.WatchActors(sys.ActorStats)
 	running.Store(sys)
 	sys.WakeCRM() // events left by the previous run
 
@@ -283,6 +300,8 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		ICEServers:           iceServers,
 		Templates:            templates(cfg.WhatsApp.Templates),
 		SandboxPhone:         sbPhone,
+		Media:                media,
+		Metrics:              m,
 	})
 	if sbPhone != nil {
 		defer sbPhone.Close()

@@ -490,6 +490,21 @@ func (b *lockedBuffer) tail(n int) string {
 	return strings.TrimSpace(string(s))
 }
 
+// SetViewport makes the page's viewport width x height CSS pixels, as on a
+// phone or a laptop (Chromium pages only).
+func (p *Page) SetViewport(t testing.TB, width, height int64) {
+	t.Helper()
+	c, ok := p.tab.(*chromiumTab)
+	if !ok {
+		t.Fatalf("browsertest: %s: viewports are set in Chromium only", p.Name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), actionTimeout)
+	defer cancel()
+	if err := c.within(ctx, func(ctx context.Context) error { return chromedp.Do(ctx, chromedp.EmulateViewport(width, height)) }); err != nil {
+		t.Fatalf("browsertest: %s: viewport: %v%s", p.Name, err, p.diagnose())
+	}
+}
+
 // Screenshot returns a PNG of the page's viewport at width x height CSS
 // pixels (Chromium pages only).
 func (p *Page) Screenshot(t testing.TB, width, height int64) []byte {
@@ -501,10 +516,8 @@ func (p *Page) Screenshot(t testing.TB, width, height int64) []byte {
 	ctx, cancel := context.WithTimeout(context.Background(), actionTimeout)
 	defer cancel()
 	var png []byte
+	p.SetViewport(t, width, height)
 	err := c.within(ctx, func(ctx context.Context) error {
-		if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, height)); err != nil {
-			return err
-		}
 		var err error
 		png, err = chromedp.Run(ctx, chromedp.CaptureScreenshot())
 		return err

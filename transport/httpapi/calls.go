@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -178,6 +179,7 @@ func (s *Server) diallerTokenOK(token string) bool {
 // parsed, logged raw and handed to the call it is about, both at once;
 // 200 once both are committed.
 func (s *Server) diallerWebhook(c *call) {
+	defer s.webhookDone(c, WebhookDialler, time.Now())
 	token := strings.TrimPrefix(string(c.ctx.Path()), diallerWebhookPrefix)
 	if !s.diallerTokenOK(token) {
 		c.log.Warn().Msg("dialler callback refused: wrong callback token")

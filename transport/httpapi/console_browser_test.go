@@ -242,3 +242,50 @@ func (s *stack) waitSent(t *testing.T, ok func(sentWA) bool) {
 		}
 	}
 }
+
+func TestBrowserConsoleAtPhoneWidthAndByKeyboard(t *testing.T) {
+	b := browsertest.Start(t)
+	s := newStack(t, storetest.OpenSQLite(t))
+	console := s.consoleLogin(b, s.rmA)
+	s.mustWebhook(inboundBody(inbound{From: "919811100055", Name: "Small Screen", WAMID: s.wamid(), Text: "hello from a phone-sized window"}))
+	console.WaitFor(t, `document.querySelectorAll("li.conversation").length === 1`, browserWaitShort)
+
+	// Keyboard: the conversation opens with Enter from the focused list item.
+	console.Eval(t, `document.querySelector("li.conversation").focus()`, nil)
+	console.Eval(t, `document.activeElement.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", bubbles: true}))`, nil)
+	console.WaitFor(t, `document.querySelector("#thread").dataset.id !== ""`, browserWaitShort)
+	console.WaitFor(t, `document.activeElement !== document.body`, browserWaitShort)
+
+	// Every control has a label a screen reader can read.
+	var unlabelled []string
+	console.Eval(t, `[...document.querySelectorAll("input, textarea, select, button")].filter((e) => e.offsetParent !== null).filter((e) => {
+		const label = e.getAttribute("aria-label") || (e.labels && e.labels.length && e.labels[0].textContent) || e.textContent || e.getAttribute("title");
+		return !label || !label.trim();
+	}).map((e) => e.outerHTML.slice(0, 80))`, &unlabelled)
+	if len(unlabelled) > 0 {
+		t.Fatalf("controls without a label: %v", unlabelled)
+	}
+
+	// At phone width the list and the thread are two screens, nothing
+	// scrolls sideways, and Back returns to the list.
+	console.SetViewport(t, 390, 780)
+	console.WaitFor(t, `document.querySelector("#app").dataset.view === "thread"`, browserWaitShort)
+	var layout struct {
+		Overflow    bool `json:"overflow"`
+		ListVisible bool `json:"list"`
+		Composer    bool `json:"composer"`
+	}
+	const measure = `({overflow: document.documentElement.scrollWidth > window.innerWidth,
+		list: document.querySelector("#conversations").getBoundingClientRect().width > 0 && document.querySelector("#conversations").offsetParent !== null,
+		composer: document.querySelector("#composer").getBoundingClientRect().right <= window.innerWidth})`
+	console.Eval(t, measure, &layout)
+	if layout.Overflow || layout.ListVisible || !layout.Composer {
+		t.Fatalf("thread at 390px: %+v", layout)
+	}
+	console.Click(t, "#back")
+	console.WaitFor(t, `document.querySelector("#app").dataset.view === "list"`, browserWaitShort)
+	console.Eval(t, measure, &layout)
+	if layout.Overflow || !layout.ListVisible {
+		t.Fatalf("list at 390px: %+v", layout)
+	}
+}

@@ -151,3 +151,25 @@ func TestIntegrationConsoleAPI(t *testing.T) {
 		}
 	})
 }
+
+func TestIntegrationOperatorRoutesNeedTheAdminToken(t *testing.T) {
+	s := newStack(t, storetest.OpenSQLite(t))
+	rmTok := s.login(s.sup)
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/heap", "/admin/crm/backlog"} {
+		for _, tok := range []string{"", rmTok, "wrong-admin-token"} {
+			if r := s.do("GET", path, tok, nil, nil); r.status != http.StatusUnauthorized {
+				t.Errorf("%s with token %q: %v", path, tok, r.status)
+			}
+		}
+	}
+	if r := s.do("POST", "/admin/rms/1/disconnect", rmTok, nil, nil); r.status != http.StatusUnauthorized {
+		t.Errorf("disconnect with an RM token: %v", r.status)
+	}
+	r := s.do("GET", "/debug/pprof/goroutine?debug=1", itAdminToken, nil, nil)
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), "goroutine profile:") {
+		t.Fatalf("goroutine profile with the admin token: %d %.200s", r.status, r.body)
+	}
+	if r := s.do("GET", "/debug/pprof/", itAdminToken, nil, nil); r.status != http.StatusOK || !strings.Contains(string(r.body), "heap") {
+		t.Fatalf("pprof index: %d", r.status)
+	}
+}

@@ -138,6 +138,7 @@ type Options struct {
 	// refuses every callback (404).
 	DiallerCallbackToken string
 
+	Media map[string]MediaFetcher // attachment downloads by channel (persistence.Channel*); a channel without one answers 503
 	// Video is video calls; when nil, System is used (if it has them).
 	Video Video
 	// Supervision is reassignment, the RM list and disconnects; when nil,
@@ -174,6 +175,12 @@ type Options struct {
 
 	// Routes are mounted after the built-in ones; a built-in route wins on conflict.
 	Routes []Route
+
+	// Metrics is served at GET /metrics and told what this layer measures
+	// (metrics.go); nil measures nothing. MetricsToken, when set, makes
+	// /metrics require it as a bearer token; empty leaves /metrics open.
+	Metrics      Metrics
+	MetricsToken string
 }
 
 // Defaults.
@@ -210,6 +217,8 @@ type call struct {
 	ctx *fasthttp.RequestCtx
 	id  string
 	log zerolog.Logger
+
+	outcome string // a committed webhook's outcome, for metrics
 }
 
 type handlerFunc func(c *call)
@@ -316,6 +325,7 @@ func (s *Server) routes() {
 	s.addExact("HEAD", "/healthz", s.healthz)
 	s.addExact("GET", "/readyz", s.readyz)
 	s.addExact("HEAD", "/readyz", s.readyz)
+	s.addExact("GET", "/metrics", s.metricsRoute())
 	s.addExact("GET", "/webhooks/whatsapp", s.whatsAppVerify)
 	s.addExact("POST", "/webhooks/whatsapp", s.whatsAppWebhook)
 	s.addExact("POST", "/webhooks/sms", s.smsWebhook)
@@ -326,6 +336,7 @@ func (s *Server) routes() {
 	s.addPrefix("", "/api/conversations/", s.authed(s.conversationSub))
 	s.addExact("POST", "/api/calls", s.authed(s.startCall))
 	s.addPrefix("GET", "/api/calls/", s.authed(s.getCall))
+	s.addPrefix("GET", mediaPrefix, s.messageMedia)
 	s.addPrefix("POST", diallerWebhookPrefix, s.diallerWebhook)
 	s.addExact("GET", "/ws", s.socket)
 	s.addExact("POST", "/api/video-calls", s.authed(s.startVideoCall))
@@ -337,11 +348,14 @@ func (s *Server) routes() {
 	s.addExact("GET", "/api/templates", s.authed(s.templates))
 	s.addExact("GET", "/api/rms", s.authed(s.listRMs))
 	s.addPrefix("POST", "/admin/rms/", s.admin(s.disconnectRM))
+	s.addPrefix("", pprofPrefix, s.admin(s.pprof))
 	if ph := s.opts.SandboxPhone; ph != nil {
 		s.addExact("GET", "/sandbox/phone", s.phonePage)
 		s.addPrefix("", "/sandbox/phone/", func(c *call) { ph.Handle(c.ctx) })
 	}
 	s.addExact("GET", "/admin/crm/backlog", s.admin(s.crmBacklog))
+	s.addExact("GET", actorsPath, s.admin(s.adminActors))
+	s.addPrefix("GET", actorsPrefix, s.admin(s.adminActor))
 	s.addExact("GET", "/admin/crm/dead-letters", s.admin(s.crmDeadLetters))
 	s.addPrefix("POST", "/admin/crm/dead-letters/", s.admin(s.crmReplay))
 	if sb := s.opts.SandboxWhatsApp; sb != nil {
@@ -483,6 +497,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}()
 
 	if !s.readBody(c) {
+		s.webhookRefused(c, path, start)
 		return
 	}
 	s.route(c, method, path)

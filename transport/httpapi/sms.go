@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -55,6 +56,7 @@ func (s *Server) smsForm(c *call) (map[string][]string, []byte, bool) {
 
 // smsWebhook takes an inbound SMS: answered with empty TwiML once committed.
 func (s *Server) smsWebhook(c *call) {
+	defer s.webhookDone(c, WebhookSMS, time.Now())
 	params, headers, ok := s.smsForm(c)
 	if !ok {
 		return
@@ -72,6 +74,7 @@ func (s *Server) smsWebhook(c *call) {
 
 // smsStatus takes a Twilio status callback for a message we sent.
 func (s *Server) smsStatus(c *call) {
+	defer s.webhookDone(c, WebhookSMSStatus, time.Now())
 	params, headers, ok := s.smsForm(c)
 	if !ok {
 		return

@@ -23,6 +23,7 @@ import (
 
 	"urva/actors"
 	"urva/actors/msg"
+	"urva/internal/metrics"
 	"urva/persistence"
 	"urva/persistence/storetest"
 	"urva/transport/auth"
@@ -98,6 +99,8 @@ type stackConfig struct {
 
 	calls *callsConfig // click-to-call on (withCalls)
 	video *videoConfig // video calls on (withVideo)
+
+	metrics *metrics.Metrics // withMetrics; else the stack's own
 }
 
 // videoConfig is video calls as serve.go wires them: the built-in TURN
@@ -128,6 +131,13 @@ type callsConfig struct {
 }
 
 type stackOption func(*stackConfig)
+
+// withMetrics makes the stack report to m (from the first run on), as
+// serve.go does to its registry; the store should have been opened with
+// m.Batch as OnBatch (forEachMetered). Without it the stack makes its own.
+func withMetrics(m *metrics.Metrics) stackOption {
+	return func(c *stackConfig) { c.metrics = m }
+}
 
 // withCalls turns click-to-call on: the sandbox dialler mounted at
 // /sandbox/exotel/ (stack.dl), reached through an exotel.Dialler, posting
@@ -200,6 +210,8 @@ type stack struct {
 	dlClient *exotel.Client
 
 	phone *sandbox.Phone // the sandbox customer phone on the sandbox WhatsApp and Twilio
+
+	metrics *metrics.Metrics // served at /metrics; outlives restarts
 
 	// Video calls (withVideo): the TURN server and the link signer of the
 	// current run, nil when video is off.
@@ -411,6 +423,25 @@ func (s *stack) start(opts ...stackOption) {
 
 	s.phone = sandbox.NewPhone(sandbox.PhoneOptions{WhatsApp: s.sb, Twilio: s.tw, Log: s.log})
 
+	// Metrics as serve.go wires them, kept across restarts.
+	if cfg.metrics != nil && s.metrics == nil {
+		s.metrics = cfg.metrics
+	}
+	if s.metrics == nil {
+		m, err := metrics.New()
+		if err != nil {
+			ln.Close()
+			s.t.Fatalf("metrics: %v", err)
+		}
+		s.metrics = m
+		s.t.Cleanup(func() { _ = m.Shutdown(context.Background()) })
+	}
+	s.metrics.WatchOutbox(nil)
+	s.metrics.WatchTURN(nil)
+	if outbox != nil {
+		s.metrics.WatchOutbox(outbox.OutboxBacklog)
+	}
+
 	// Video calls as serve.go wires them.
 	var videoOpts *actors.VideoOptions
 	var iceServers func(string) turn.ICEConfig
@@ -429,6 +460,7 @@ func (s *stack) start(opts ...stackOption) {
 			s.t.Fatalf("turn: %v", err)
 		}
 		s.turn, s.links = ts, auth.NewLinks([]byte(itTokenSecret))
+		s.metrics.WatchTURN(ts.Stats)
 		links, base := s.links, s.base
 		videoOpts = &actors.VideoOptions{LinkTTL: orHour(vc.LinkTTL), MaxDuration: orHour(vc.MaxDuration), RejoinGrace: orHour(vc.RejoinGrace),
 			Link: func(id int64, exp time.Time) string {
@@ -452,6 +484,9 @@ func (s *stack) start(opts ...stackOption) {
 		CRM:             crmOpts,
 		Calls:           callOpts,
 		Video:           videoOpts,
+		MeterProvider:   s.metrics.MeterProvider(),
+		OnSend:          s.metrics.OutboundSend,
+		OnSlowClient:    s.metrics.SlowClient,
 	})
 	if err != nil {
 		ln.Close()
@@ -465,6 +500,7 @@ func (s *stack) start(opts ...stackOption) {
 		}
 		s.t.Fatalf("start actors: %v", err)
 	}
+	s.metrics.WatchActors(s.sys.ActorStats)
 	if cfg.crm {
 		if s.crmHook != nil {
 			s.crmHook.attach(s.sys)
@@ -498,6 +534,8 @@ func (s *stack) start(opts ...stackOption) {
 		ICEServers:           iceServers,
 		Templates:            itTemplates,
 		SandboxPhone:         s.phone,
+		Media:                map[string]httpapi.MediaFetcher{persistence.ChannelWhatsApp: s.wa, persistence.ChannelSMS: s.sms},
+		Metrics:              s.metrics,
 	})
 	s.serveErr = make(chan error, 1)
 	srv := s.srv

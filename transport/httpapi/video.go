@@ -314,7 +314,7 @@ func (s *Server) videoSocket(c *call) {
 			refuseSocket(ws, so, code)
 			return
 		}
-		s.serveSocket(ws, so, log, func(w *wsConn) Session { return s.opts.Video.JoinVideo(id, peer, rmID, w) }, nil)
+		s.serveSocket(actors.SocketVideo, ws, so, log, func(w *wsConn) Session { return s.opts.Video.JoinVideo(id, peer, rmID, w) }, nil)
 	})
 	if err != nil {
 		log.Warn().Err(err).Msg("video socket upgrade failed")

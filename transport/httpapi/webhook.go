@@ -46,6 +46,7 @@ func (s *Server) whatsAppVerify(c *call) {
 // whatsAppWebhook takes a Cloud API notification: signature, parse, then the
 // raw log row and the ingestion in parallel; 200 only once both committed.
 func (s *Server) whatsAppWebhook(c *call) {
+	defer s.webhookDone(c, WebhookWhatsApp, time.Now())
 	// readBody gave the request a body of its own, safe to use from other goroutines.
 	body := c.ctx.Request.Body()
 	sig := string(c.ctx.Request.Header.Peek("X-Hub-Signature-256"))
@@ -146,6 +147,7 @@ func (s *Server) commitWebhook(c *call, raw rawWebhook, apply func(ctx context.C
 		return "", false
 	}
 	s.store.SetWebhookOutcome(lg.id, outcome, nil)
+	c.outcome = outcome
 	c.log.Info().Str("provider", raw.provider).Int64("webhook_id", lg.id).Str("outcome", outcome).Msg("webhook committed")
 	return outcome, true
 }

@@ -48,17 +48,17 @@ func (s *Server) socket(c *call) {
 		resume, _ = json.Marshal(map[string]string{"type": "resume", "cursor": string(q.Peek("cursor"))})
 	}
 	err := s.upgrader.Upgrade(c.ctx, func(ws *websocket.Conn) {
-		s.serveSocket(ws, so, log, func(w *wsConn) Session { return s.actors.Connect(p, w) }, resume)
+		s.serveSocket(actors.SocketRM, ws, so, log, func(w *wsConn) Session { return s.actors.Connect(p, w) }, resume)
 	})
 	if err != nil {
 		log.Warn().Err(err).Msg("socket upgrade failed")
 	}
 }
 
-// serveSocket runs one upgraded socket until it ends: start makes the
-// session the frames read go to, first (when not nil) is handed to it as if
-// the client had sent it.
-func (s *Server) serveSocket(ws *websocket.Conn, so SocketOptions, log zerolog.Logger, start func(*wsConn) Session, first []byte) {
+// serveSocket runs one upgraded socket (socket names it in metrics) until
+// it ends: start makes the session the frames read go to, first (when not
+// nil) is handed to it as if the client had sent it.
+func (s *Server) serveSocket(socket string, ws *websocket.Conn, so SocketOptions, log zerolog.Logger, start func(*wsConn) Session, first []byte) {
 	w := &wsConn{ws: ws, so: so, closed: make(chan struct{}), log: log}
 	defer ws.Close()
 	// Runs before ws.Close: once this handler returns fasthttp recycles the
@@ -70,6 +70,8 @@ func (s *Server) serveSocket(ws *websocket.Conn, so SocketOptions, log zerolog.L
 		return
 	}
 	defer s.unregister(w)
+	s.socketOpened(socket)
+	defer s.socketClosed(socket)
 
 	sess, err := connect(start, w)
 	if err != nil || sess == nil {

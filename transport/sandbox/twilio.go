@@ -29,7 +29,11 @@ type TwilioOptions struct {
 	// scheme and host (still signed over the StatusCallback URL as given),
 	// so a public URL served by a proxy the fake cannot reach still works.
 	// When empty, every URL is signed as it is posted to.
-	PublicURL   string
+	PublicURL string
+	// APIBase is the fake's API as the server reaches it (its
+	// /sandbox/twilio mount), where the MediaUrl{N} of injected MMS point;
+	// InboundURL's scheme and host followed by /sandbox/twilio when empty.
+	APIBase     string
 	StatusDelay time.Duration // before each of sent and delivered; 50ms when zero
 	Log         zerolog.Logger
 
@@ -65,7 +69,8 @@ type Twilio struct {
 	fake[SentSMS]
 	o        TwilioOptions
 	failures failQueue[injectedFailure]
-	sent     []SentSMS // guarded by mu
+	sent     []SentSMS  // guarded by mu
+	media    mediaStore // attachments contacts sent (InjectInboundMMS)
 }
 
 // NewTwilio returns a fake Twilio. Close stops its background callbacks.
@@ -168,6 +173,9 @@ type twilioMessage struct {
 // a new SID (201, status queued) followed, when a StatusCallback was given,
 // by signed sent and delivered callbacks.
 func (tw *Twilio) HandleAPI(ctx *fasthttp.RequestCtx) {
+	if tw.serveMedia(ctx) {
+		return
+	}
 	if !tw.authorized(ctx) {
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Basic realm="Twilio API"`)
 		writeTwilioError(ctx, fasthttp.StatusUnauthorized, 20003, "Authenticate")
@@ -384,7 +392,16 @@ func (tw *Twilio) InjectInbound(ctx context.Context, from, text string) (sid str
 	if err != nil {
 		return "", err
 	}
+	return tw.injectInbound(ctx, num, text, nil)
+}
+
+// injectInbound posts the inbound webhook of a message from the contact
+// whose digits are num: an MMS carrying media when there are any.
+func (tw *Twilio) injectInbound(ctx context.Context, num, text string, media []*fakeMedia) (sid string, err error) {
 	sid = "SM" + randomHex(16)
+	if len(media) > 0 {
+		sid = "MM" + randomHex(16)
+	}
 	params := url.Values{
 		"ToCountry":           {twilioCountry(tw.o.Number)},
 		"ToState":             {""},
@@ -407,6 +424,7 @@ func (tw *Twilio) InjectInbound(ctx context.Context, from, text string) (sid str
 		"From":                {"+" + num},
 		"ApiVersion":          {twilio.APIVersion},
 	}
+	tw.addMedia(params, sid, media)
 	sid, err = tw.inject(sid, "inbound webhook", func() (int, []byte, error) {
 		return tw.post(ctx, tw.o.InboundURL, tw.inboundSignURL(), params)
 	})
@@ -417,11 +435,19 @@ func (tw *Twilio) InjectInbound(ctx context.Context, from, text string) (sid str
 }
 
 // HandleInbound serves POST /sandbox/sms/inbound {"from","text"}: the
-// contact's phone sends an SMS. It answers 200 {"sid":"<MessageSid>"} once
+// contact's phone sends an SMS; with "media" (see inboundMediaOf), an MMS
+// (InjectInboundMMS). It answers 200 {"sid":"<MessageSid>"} once
 // the server acknowledged the webhook with 2xx, 502 with the server's status
 // and body when it did not, 400 on bad input.
 func (tw *Twilio) HandleInbound(ctx *fasthttp.RequestCtx) {
-	serveInbound(ctx, `{"from","text"}`, "sid", func(from, _, text string) (string, error) {
+	media, merr := inboundMediaOf(ctx.PostBody())
+	serveInbound(ctx, `{"from","text","media"?}`, "sid", func(from, _, text string) (string, error) {
+		switch {
+		case merr != nil:
+			return "", merr
+		case media != nil:
+			return tw.InjectInboundMMS(ctx, from, text, *media)
+		}
 		return tw.InjectInbound(ctx, from, text)
 	})
 }

@@ -80,6 +80,7 @@ type WhatsApp struct {
 	o        WhatsAppOptions
 	failures failQueue[injectedFailure]
 	sent     []SentMessage // guarded by mu
+	media    mediaStore    // attachments contacts sent (InjectInboundMedia)
 }
 
 type injectedFailure struct {
@@ -186,6 +187,9 @@ type apiSend struct {
 func (w *WhatsApp) HandleAPI(ctx *fasthttp.RequestCtx) {
 	if !w.authorized(ctx) {
 		writeMetaError(ctx, fasthttp.StatusUnauthorized, 190, "Invalid OAuth access token - Cannot parse access token", "")
+		return
+	}
+	if w.serveMedia(ctx) {
 		return
 	}
 	parts := strings.Split(strings.Trim(strings.TrimPrefix(string(ctx.Path()), "/sandbox/graph"), "/"), "/")
@@ -365,13 +369,25 @@ type (
 		WaID string `json:"wa_id"`
 	}
 	envMessage struct {
-		From      string `json:"from"`
-		ID        string `json:"id"`
-		Timestamp string `json:"timestamp"`
-		Text      struct {
-			Body string `json:"body"`
-		} `json:"text"`
-		Type string `json:"type"`
+		From      string    `json:"from"`
+		ID        string    `json:"id"`
+		Timestamp string    `json:"timestamp"`
+		Text      *envText  `json:"text,omitempty"`
+		Image     *envMedia `json:"image,omitempty"`
+		Video     *envMedia `json:"video,omitempty"`
+		Audio     *envMedia `json:"audio,omitempty"`
+		Document  *envMedia `json:"document,omitempty"`
+		Type      string    `json:"type"`
+	}
+	envText struct {
+		Body string `json:"body"`
+	}
+	envMedia struct {
+		Caption  string `json:"caption,omitempty"`
+		Filename string `json:"filename,omitempty"`
+		MimeType string `json:"mime_type"`
+		SHA256   string `json:"sha256"`
+		ID       string `json:"id"`
 	}
 	envStatus struct {
 		ID           string           `json:"id"`
@@ -463,7 +479,7 @@ func (w *WhatsApp) InjectInbound(ctx context.Context, from, name, text string) (
 	c := envContact{WaID: num}
 	c.Profile.Name = strings.TrimSpace(name)
 	m := envMessage{From: num, ID: wamid, Timestamp: strconv.FormatInt(time.Now().Unix(), 10), Type: "text"}
-	m.Text.Body = text
+	m.Text = &envText{Body: text}
 	body := w.envelope(envValue{Contacts: []envContact{c}, Messages: []envMessage{m}})
 	wamid, err = w.inject(wamid, "webhook", func() (int, []byte, error) { return w.post(ctx, body) })
 	if err == nil {
@@ -473,11 +489,19 @@ func (w *WhatsApp) InjectInbound(ctx context.Context, from, name, text string) (
 }
 
 // HandleInbound serves POST /sandbox/whatsapp/inbound {"from","name","text"}:
-// the contact's phone sends a message. It answers 200 {"id":"<wamid>"} once
-// the server acknowledged the webhook, 502 with the server's status and body
-// when it did not, 400 on bad input.
+// the contact's phone sends a message. With "media" (see inboundMediaOf) it
+// is a media message whose caption is text (InjectInboundMedia). It answers
+// 200 {"id":"<wamid>"} once the server acknowledged the webhook, 502 with the
+// server's status and body when it did not, 400 on bad input.
 func (w *WhatsApp) HandleInbound(ctx *fasthttp.RequestCtx) {
-	serveInbound(ctx, `{"from","name","text"}`, "id", func(from, name, text string) (string, error) {
+	media, merr := inboundMediaOf(ctx.PostBody())
+	serveInbound(ctx, `{"from","name","text","media"?}`, "id", func(from, name, text string) (string, error) {
+		switch {
+		case merr != nil:
+			return "", merr
+		case media != nil:
+			return w.InjectInboundMedia(ctx, from, name, text, *media)
+		}
 		return w.InjectInbound(ctx, from, name, text)
 	})
 }
