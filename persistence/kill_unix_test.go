@@ -28,7 +28,7 @@ const killWrites = 40
 func TestSQLiteKillHelper(t *testing.T) {
 	path := os.Getenv(killHelperEnv)
 	if path == "" {
-		t.Skip("child process of TestSQLiteSurvivesKill")
+		return // it does its work only as the child process
 	}
 	ctx := context.Background()
 	s, err := persistence.Open(ctx, persistence.Config{Driver: "sqlite", DSN: path}, zerolog.Nop())
@@ -55,7 +55,7 @@ func TestSQLiteKillHelper(t *testing.T) {
 // after a restart (WAL, synchronous=NORMAL).
 func TestSQLiteSurvivesKill(t *testing.T) {
 	if os.Getenv(killHelperEnv) != "" {
-		t.Skip("inside the child")
+		return // inside the child, which runs TestSQLiteKillHelper only
 	}
 	path := filepath.Join(t.TempDir(), "data", "urva.db")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSQLiteKillHelper$", "-test.count=1")
