@@ -29,9 +29,16 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-## bench: the benchmarks (no tests)
-bench:
+## bench: the go benchmarks (no tests), then the load suite (cmd/urva-load):
+## one table on stdout, BENCH_JSON written; BENCH_DURATION per scenario,
+## BENCH_SCENARIOS and BENCH_FLAGS (e.g. -sockets 50000 -rms 1000) adjust it
+BENCH_DURATION  ?= 5s
+BENCH_JSON      ?= bench.json
+BENCH_SCENARIOS ?= ceiling,ingest-sqlite,ingest-mysql,naive,outbound,e2e,idle,turn
+BENCH_FLAGS     ?=
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	bin/urva-load suite -server bin/urva -duration $(BENCH_DURATION) -scenarios $(BENCH_SCENARIOS) -json $(BENCH_JSON) $(BENCH_FLAGS)
 
 ## proto: regenerate actors/msg from msg.proto
 proto:

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"urva/transport/whatsapp"
+)
+
+// Hidden subcommands: the servers of the ceiling and naive scenarios.
+const (
+	childNoop  = "serve-noop"
+	childNaive = "serve-naive"
+)
+
+// childServeNoop is the ceiling: a fasthttp handler that reads the request
+// and answers 200 without looking at it.
+func childServeNoop(args []string) {
+	fs := flag.NewFlagSet(childNoop, flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	_ = fs.Parse(args)
+	srv := &fasthttp.Server{
+		Handler: func(c *fasthttp.RequestCtx) {
+			_ = c.PostBody()
+			c.SetStatusCode(fasthttp.StatusOK)
+			c.SetBodyString("ok")
+		},
+		Name: "noop",
+	}
+	go waitSignal(func() { _ = srv.Shutdown() })
+	if err := srv.ListenAndServe(*addr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func waitSignal(f func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM, os.Interrupt)
+	<-ch
+	f()
+}
+
+// naiveNotification is the part of a Cloud API notification the naive
+// baseline stores.
+type naiveNotification struct {
+	Entry []struct {
+		Changes []struct {
+			Value struct {
+				Messages []struct {
+					From      string `json:"from"`
+					ID        string `json:"id"`
+					Timestamp string `json:"timestamp"`
+					Type      string `json:"type"`
+					Text      struct {
+						Body string `json:"body"`
+					} `json:"text"`
+				} `json:"messages"`
+			} `json:"value"`
+		} `json:"changes"`
+	} `json:"entry"`
+}
+
+const naiveTable = "CREATE TABLE IF NOT EXISTS naive_messages (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, " +
+	"wamid VARCHAR(191) NOT NULL UNIQUE, sender VARCHAR(32) NOT NULL, type VARCHAR(32) NOT NULL, body MEDIUMTEXT NOT NULL, " +
+	"provider_ts BIGINT NOT NULL, created_at DATETIME(6) NOT NULL)"
+
+// childServeNaive is the naive baseline: net/http, encoding/json, the
+// signature checked, and one INSERT (autocommit) per message of each
+// request before the 200.
+func childServeNaive(args []string) {
+	fs := flag.NewFlagSet(childNaive, flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	dsn := fs.String("dsn", "", "MySQL DSN")
+	_ = fs.Parse(args)
+	db, err := sql.Open("mysql", *dsn)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	db.SetMaxOpenConns(16) // the store's default pool
+	db.SetMaxIdleConns(16)
+	if _, err := db.Exec(naiveTable); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("/webhooks/whatsapp", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := whatsapp.VerifySignature(benchAppSecret, body, r.Header.Get(whatsapp.SignatureHeader)); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var n naiveNotification
+		if err := json.Unmarshal(body, &n); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for _, e := range n.Entry {
+			for _, c := range e.Changes {
+				for _, m := range c.Value.Messages {
+					ts, _ := strconv.ParseInt(m.Timestamp, 10, 64)
+					_, err := db.ExecContext(r.Context(), "INSERT INTO naive_messages (wamid, sender, type, body, provider_ts, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+						m.ID, m.From, m.Type, m.Text.Body, ts, time.Now().UTC())
+					if err != nil {
+						http.Error(w, err.Error(), http.StatusInternalServerError)
+						return
+					}
+				}
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	})
+	srv := &http.Server{Addr: *addr, Handler: mux}
+	go waitSignal(func() { _ = srv.Shutdown(context.Background()) })
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// measured runs l against a child, taking the child's CPU over the
+// measured window and its RSS at the end.
+func measured(c *child, l *load) (loadResult, float64, float64) {
+	var w window
+	l.atMeasure = func() { w = startWindow(c.pid()) }
+	r := l.run(context.Background())
+	return r, w.cores(), float64(procRSS(c.pid())) / (1 << 20)
+}
+
+func webhookLoad(o *opts, addr string) *load {
+	return &load{addr: addr, path: "/webhooks/whatsapp", conns: o.conns, rate: o.rate, warmup: o.warmup,
+		duration: o.duration, contacts: o.contacts, sign: true}
+}
+
+// runCeiling drives the no-op fasthttp server with the same signed webhooks.
+func runCeiling(o *opts) ([]Result, error) {
+	c, err := startSelf(o, childNoop)
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+	row := Result{Variant: "no-op fasthttp", Server: "child: urva-load serve-noop"}
+	r, cores, rss := measured(c, webhookLoad(o, c.addr))
+	r.fill(&row)
+	row.ServerCPU, row.RSSMB = cores, rss
+	row.Note = appendNote(fmt.Sprintf("%d conns", o.conns), row.Note)
+	return []Result{row}, nil
+}
+
+// runIngest: signed webhooks to bin/urva serve on a fresh database, then
+// every acknowledged message is looked for in it.
+func runIngest(o *opts, driver string) ([]Result, error) {
+	db, err := newBenchDB(o, driver)
+	if err != nil {
+		return nil, err
+	}
+	defer db.drop()
+	prov, err := startFakeProvider()
+	if err != nil {
+		return nil, err
+	}
+	defer prov.close()
+	c, err := startUrva(o, db.dir, urvaConfig{driver: driver, dsn: db.dsn, apiBase: prov.base})
+	if err != nil {
+		return nil, err
+	}
+	row := Result{Variant: driver, Server: "child: bin/urva serve"}
+	r, cores, rss := measured(c, webhookLoad(o, c.addr))
+	if err := c.stop(); err != nil {
+		return nil, err
+	}
+	r.fill(&row)
+	row.ServerCPU, row.RSSMB = cores, rss
+	row.DBCount, err = db.count("SELECT COUNT(*) FROM messages WHERE direction = 'in'")
+	if err != nil {
+		return []Result{row}, fmt.Errorf("count: %w", err)
+	}
+	row.Note = appendNote(fmt.Sprintf("%d conns, %d contacts; %s", o.conns, o.contacts, countCheck(row.DBCount, r.okTotal)), row.Note)
+	if row.DBCount < r.okTotal {
+		return []Result{row}, fmt.Errorf("%d acknowledged messages missing from the database", r.okTotal-row.DBCount)
+	}
+	return []Result{row}, nil
+}
+
+func countCheck(rows, acked int64) string {
+	if rows >= acked {
+		return fmt.Sprintf("all %d acked in db", acked)
+	}
+	return fmt.Sprintf("MISSING %d of %d acked", acked-rows, acked)
+}
+
+// runNaive: the same webhooks to the net/http + encoding/json + INSERT
+// baseline on a fresh MariaDB database.
+func runNaive(o *opts) ([]Result, error) {
+	db, err := newBenchDB(o, "mysql")
+	if err != nil {
+		return nil, err
+	}
+	defer db.drop()
+	c, err := startSelf(o, childNaive, "-dsn", db.dsn)
+	if err != nil {
+		return nil, err
+	}
+	row := Result{Variant: "net/http+json+INSERT, mysql", Server: "child: urva-load serve-naive"}
+	r, cores, rss := measured(c, webhookLoad(o, c.addr))
+	if err := c.stop(); err != nil {
+		return nil, err
+	}
+	r.fill(&row)
+	row.ServerCPU, row.RSSMB = cores, rss
+	row.DBCount, err = db.count("SELECT COUNT(*) FROM naive_messages")
+	if err != nil {
+		return []Result{row}, fmt.Errorf("count: %w", err)
+	}
+	row.Note = appendNote(fmt.Sprintf("%d conns; %s", o.conns, countCheck(row.DBCount, r.okTotal)), row.Note)
+	return []Result{row}, nil
+}
+
+// fakeProvider is a fast fake WhatsApp Cloud API: every send is accepted
+// at once with a new message id.
+type fakeProvider struct {
+	ln    net.Listener
+	srv   *fasthttp.Server
+	base  string
+	sends atomic.Int64
+}
+
+func startFakeProvider() (*fakeProvider, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &fakeProvider{ln: ln, base: "http://" + ln.Addr().String() + "/v23.0"}
+	p.srv = &fasthttp.Server{Handler: func(c *fasthttp.RequestCtx) {
+		n := p.sends.Add(1)
+		c.SetContentType("application/json")
+		c.SetBodyString(`{"messaging_product":"whatsapp","contacts":[{"input":"x","wa_id":"x"}],"messages":[{"id":"wamid.OUT` + strconv.FormatInt(n, 10) + `"}]}`)
+	}}
+	go func() { _ = p.srv.Serve(ln) }()
+	return p, nil
+}
+
+func (p *fakeProvider) close() { _ = p.srv.Shutdown() }

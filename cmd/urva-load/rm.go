@@ -1,0 +1,438 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+
+	"urva/transport/whatsapp"
+)
+
+// dialRM opens an RM live socket, from source address src when not nil.
+func dialRM(addr, token string, src net.IP) (*websocket.Conn, error) {
+	d := websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 256}
+	if src != nil {
+		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 30 * time.Second}
+		d.NetDialContext = nd.DialContext
+	}
+	conn, resp, err := d.Dial("ws://"+addr+"/ws?token="+token, nil)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("%w (HTTP %d)", err, resp.StatusCode)
+		}
+		return nil, err
+	}
+	return conn, nil
+}
+
+// seedConversations posts one signed webhook from each of n contacts and
+// waits for every 200.
+func seedConversations(addr string, n int) error {
+	hc := &fasthttp.HostClient{Addr: addr, MaxConns: 16}
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	work := make(chan int)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				body := webhookBody(nil, i, fmt.Sprintf("wamid.seed.%d.%d", time.Now().UnixNano(), i), "hello")
+				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+				req.Header.SetMethod("POST")
+				req.SetRequestURI("http://" + addr + "/webhooks/whatsapp")
+				req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(benchAppSecret, body))
+				req.SetBodyRaw(body)
+				if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+					failed.Store(fmt.Sprintf("seed webhook: %v %d %s", err, resp.StatusCode(), resp.Body()))
+				}
+				fasthttp.ReleaseRequest(req)
+				fasthttp.ReleaseResponse(resp)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if v := failed.Load(); v != nil {
+		return fmt.Errorf("%s", v)
+	}
+	return nil
+}
+
+// conversationIDs lists the RM's conversations (up to 1000).
+func conversationIDs(addr, token string) ([]int64, error) {
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/conversations?limit=1000", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Conversations []struct {
+			ID int64 `json:"id"`
+		} `json:"conversations"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("list conversations (HTTP %d): %w", resp.StatusCode, err)
+	}
+	ids := make([]int64, len(out.Conversations))
+	for i, c := range out.Conversations {
+		ids[i] = c.ID
+	}
+	return ids, nil
+}
+
+// runOutbound: one RM online with conversations open (inbound first, so
+// the 24-hour window is open) sends flat out through the REST API; the fake
+// provider counts the sends that reach it.
+func runOutbound(o *opts) ([]Result, error) {
+	db, err := newBenchDB(o, o.driver)
+	if err != nil {
+		return nil, err
+	}
+	defer db.drop()
+	ids, err := db.seedRMs(1)
+	if err != nil {
+		return nil, err
+	}
+	token := tokens(ids)[0]
+	prov, err := startFakeProvider()
+	if err != nil {
+		return nil, err
+	}
+	defer prov.close()
+	c, err := startUrva(o, db.dir, urvaConfig{driver: o.driver, dsn: db.dsn, apiBase: prov.base})
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+	ws, err := dialRM(c.addr, token, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer ws.Close()
+	go func() {
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	const convs = 200
+	if err := seedConversations(c.addr, convs); err != nil {
+		return nil, err
+	}
+	conv, err := conversationIDs(c.addr, token)
+	if err != nil {
+		return nil, err
+	}
+	if len(conv) == 0 {
+		return nil, fmt.Errorf("the RM has no conversations after %d inbound messages", convs)
+	}
+	hc := &fasthttp.HostClient{Addr: c.addr, MaxConns: o.conns, ReadTimeout: 30 * time.Second}
+	start := time.Now()
+	measureFrom, end := start.Add(o.warmup), start.Add(o.warmup+o.duration)
+	var sends0 int64
+	var win window
+	var cpu0 float64
+	go func() {
+		time.Sleep(time.Until(measureFrom))
+		sends0, win, cpu0 = prov.sends.Load(), startWindow(c.pid()), selfCPU()
+	}()
+	var seq atomic.Int64
+	var ok, errs atomic.Int64
+	var firstErr atomic.Value
+	lats := make([][]time.Duration, o.conns)
+	var wg sync.WaitGroup
+	for w := 0; w < o.conns; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			for {
+				t0 := time.Now()
+				if !t0.Before(end) {
+					return
+				}
+				n := seq.Add(1)
+				req.Reset()
+				req.Header.SetMethod("POST")
+				req.SetRequestURI("http://" + c.addr + "/api/conversations/" + strconv.FormatInt(conv[int(n)%len(conv)], 10) + "/messages")
+				req.Header.Set("Authorization", "Bearer "+token)
+				req.Header.SetContentType("application/json")
+				req.SetBodyString(`{"client_msg_id":"bench-` + strconv.FormatInt(n, 10) + `","text":"reply ` + strconv.FormatInt(n, 10) + `"}`)
+				err := hc.Do(req, resp)
+				if t0.Before(measureFrom) {
+					continue
+				}
+				if err != nil || resp.StatusCode() != http.StatusAccepted {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%v HTTP %d %.200s", err, resp.StatusCode(), resp.Body()))
+					continue
+				}
+				ok.Add(1)
+				lats[w] = append(lats[w], time.Since(t0))
+			}
+		}(w)
+	}
+	wg.Wait()
+	sends := prov.sends.Load() - sends0
+	row := Result{Variant: "REST send -> fake provider, " + o.driver, Server: "child: bin/urva serve", Seconds: o.duration.Seconds()}
+	row.ServerCPU = win.cores()
+	row.GenCPU = (selfCPU() - cpu0) / time.Since(measureFrom).Seconds()
+	row.OK, row.Errors, row.Sent = ok.Load(), errs.Load(), ok.Load()+errs.Load()
+	row.Received = sends
+	row.PerSec = float64(sends) / o.duration.Seconds()
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	row.P50ms, row.P99ms, row.MaxMs = percentiles(all)
+	row.RSSMB = float64(procRSS(c.pid())) / (1 << 20)
+	row.Note = fmt.Sprintf("per s = provider sends; %.0f REST 202/s; latency = REST 202; %d conns, %d conversations", float64(row.OK)/o.duration.Seconds(), o.conns, len(conv))
+	if v := firstErr.Load(); v != nil {
+		row.Note = appendNote(row.Note, "first error: "+v.(string))
+	}
+	return []Result{row}, nil
+}
+
+// e2eText is the text of an e2e message: its intended send time.
+const e2ePrefix = "e2e "
+
+// runE2E: o.rms RMs on one socket each, webhooks at each fixed rate; the
+// latency runs from the intended send time of a webhook to the frame
+// carrying its message on an RM's socket.
+func runE2E(o *opts) ([]Result, error) {
+	var rates []int
+	for _, s := range strings.Split(o.rates, ",") {
+		if r, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && r > 0 {
+			rates = append(rates, r)
+		}
+	}
+	db, err := newBenchDB(o, o.driver)
+	if err != nil {
+		return nil, err
+	}
+	defer db.drop()
+	ids, err := db.seedRMs(o.rms)
+	if err != nil {
+		return nil, err
+	}
+	toks := tokens(ids)
+	prov, err := startFakeProvider()
+	if err != nil {
+		return nil, err
+	}
+	defer prov.close()
+	c, err := startUrva(o, db.dir, urvaConfig{driver: o.driver, dsn: db.dsn, apiBase: prov.base})
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+
+	// Frames are matched to their send time by the text; each socket keeps
+	// the latencies it saw, read under mu at the end of each rate.
+	var mu sync.Mutex
+	var lat []time.Duration
+	var from, to atomic.Int64 // the measured window of intended send times (unix ns)
+	var received atomic.Int64
+	marker := []byte(`"text":"` + e2ePrefix)
+	conns := make([]*websocket.Conn, 0, len(toks))
+	defer func() {
+		for _, ws := range conns {
+			ws.Close()
+		}
+	}()
+	for _, tok := range toks {
+		ws, err := dialRM(c.addr, tok, nil)
+		if err != nil {
+			return nil, fmt.Errorf("RM socket %d: %w", len(conns), err)
+		}
+		conns = append(conns, ws)
+		go func() {
+			for {
+				_, b, err := ws.ReadMessage()
+				if err != nil {
+					return
+				}
+				now := time.Now().UnixNano()
+				i := bytes.Index(b, marker)
+				if i < 0 {
+					continue
+				}
+				rest := b[i+len(marker):]
+				j := bytes.IndexByte(rest, '"')
+				if j < 0 {
+					continue
+				}
+				sent, err := strconv.ParseInt(string(rest[:j]), 10, 64)
+				if err != nil || sent < from.Load() || sent >= to.Load() {
+					continue
+				}
+				received.Add(1)
+				mu.Lock()
+				lat = append(lat, time.Duration(now-sent))
+				mu.Unlock()
+			}
+		}()
+	}
+	contacts := max(o.contacts, 2*o.rms)
+	var rows []Result
+	for _, rate := range rates {
+		mu.Lock()
+		lat = nil
+		mu.Unlock()
+		received.Store(0)
+		start := time.Now()
+		from.Store(start.Add(o.warmup).UnixNano())
+		to.Store(start.Add(o.warmup + o.duration).UnixNano())
+		l := webhookLoad(o, c.addr)
+		l.rate, l.contacts = rate, contacts
+		l.text = func(seq int64, intended time.Time) string {
+			return e2ePrefix + strconv.FormatInt(intended.UnixNano(), 10)
+		}
+		r, cores, rss := measured(c, l)
+		// Frames still on their way.
+		deadline := time.Now().Add(5 * time.Second)
+		for received.Load() < r.ok && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		row := Result{Variant: fmt.Sprintf("%d/s %s", rate, o.driver), Rate: rate, Server: "child: bin/urva serve", Seconds: o.duration.Seconds()}
+		r.fill(&row) // ok/s and response-time figures of the webhooks...
+		mu.Lock()
+		row.P50ms, row.P99ms, row.MaxMs = percentiles(lat) // ...but the latency is to the socket
+		mu.Unlock()
+		row.Received = received.Load()
+		row.ServerCPU, row.RSSMB = cores, rss
+		wp50, wp99, _ := percentiles(r.lat)
+		row.Note = appendNote(fmt.Sprintf("%d RMs; latency to RM socket; webhook ack p50 %.2f p99 %.2f ms; %d of %d acked frames seen",
+			o.rms, wp50, wp99, row.Received, r.ok), row.Note)
+		rows = append(rows, row)
+		fmt.Fprintln(os.Stderr, "   "+row.line())
+	}
+	return rows, nil
+}
+
+// runIdle: o.sockets RM sockets held open from several 127.0.0.x source
+// addresses; the server's RSS growth per socket.
+func runIdle(o *opts) ([]Result, error) {
+	n := o.sockets
+	limit := int(fdLimit())
+	note := ""
+	if n > limit-1000 {
+		n = limit - 1000
+		note = fmt.Sprintf("capped at %d by the open-file limit %d", n, limit)
+	}
+	db, err := newBenchDB(o, o.driver)
+	if err != nil {
+		return nil, err
+	}
+	defer db.drop()
+	const rms = 100
+	ids, err := db.seedRMs(rms)
+	if err != nil {
+		return nil, err
+	}
+	toks := tokens(ids)
+	prov, err := startFakeProvider()
+	if err != nil {
+		return nil, err
+	}
+	defer prov.close()
+	c, err := startUrva(o, db.dir, urvaConfig{driver: o.driver, dsn: db.dsn, apiBase: prov.base})
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+	// One socket per RM first, so that every RM actor exists before the
+	// baseline is taken: the figure is then per extra socket.
+	var conns []*websocket.Conn
+	defer func() {
+		for _, ws := range conns {
+			ws.Close()
+		}
+	}()
+	for _, t := range toks {
+		ws, err := dialRM(c.addr, t, nil)
+		if err != nil {
+			return nil, err
+		}
+		conns = append(conns, ws)
+	}
+	time.Sleep(2 * time.Second)
+	before := procRSS(c.pid())
+	srcs := o.sources
+	if srcs < 1 {
+		srcs = 1
+	}
+	begin := time.Now()
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for w := 0; w < 4*runtime.NumCPU(); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				src := net.IPv4(127, 0, 0, byte(2+i%srcs))
+				ws, err := dialRM(c.addr, toks[i%len(toks)], src)
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+				} else {
+					conns = append(conns, ws)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		mu.Lock()
+		stop := firstErr != nil
+		mu.Unlock()
+		if stop {
+			break
+		}
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	opened := len(conns) - rms
+	took := time.Since(begin)
+	time.Sleep(3 * time.Second) // the server settles (resume wait, buffers)
+	after := procRSS(c.pid())
+	row := Result{Variant: fmt.Sprintf("%d sockets, %d sources, %s", opened, srcs, o.driver), Server: "child: bin/urva serve", OK: int64(opened)}
+	row.RSSMB = float64(after) / (1 << 20)
+	if opened > 0 {
+		row.PerItemKB = float64(after-before) / float64(opened) / 1024
+	}
+	row.Note = appendNote(fmt.Sprintf("%.2f KB RSS per socket (RSS %.1f -> %.1f MB), opened in %.1fs",
+		row.PerItemKB, float64(before)/(1<<20), float64(after)/(1<<20), took.Seconds()), note)
+	if firstErr != nil {
+		row.Errors = 1
+		row.Note = appendNote(row.Note, "stopped at first error: "+firstErr.Error())
+	}
+	return []Result{row}, nil
+}

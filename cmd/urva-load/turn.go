@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// uclient load of the TURN scenario: turnClients sessions (-m), each
+// sending one turnLength-byte message (-l) every turnInterval (-z) for the
+// scenario's duration.
+const (
+	turnClients  = 50
+	turnLength   = 120
+	turnInterval = 5 * time.Millisecond
+)
+
+var (
+	reUTotals = regexp.MustCompile(`(?m)start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$`)
+	reULost   = regexp.MustCompile(`(?m)Total lost packets (\d+) \(([0-9.]+)%\), total send dropped (\d+) `)
+)
+
+// runTURN relays the same turnutils_uclient load through the built-in
+// server (bin/urva serve, SQLite) and through coturn's turnserver, and
+// reports loss and the server's CPU seconds per million packets (packets =
+// messages sent + received by uclient; each crosses the relay twice).
+func runTURN(o *opts) ([]Result, error) {
+	uclient, err := exec.LookPath("turnutils_uclient")
+	if err != nil {
+		return nil, errors.New("turnutils_uclient not found (Debian package coturn): TURN not measured")
+	}
+	peerPath, err := exec.LookPath("turnutils_peer")
+	if err != nil {
+		return nil, errors.New("turnutils_peer not found (Debian package coturn): TURN not measured")
+	}
+	peerPort, stopPeer, err := startPeer(peerPath)
+	if err != nil {
+		return nil, err
+	}
+	defer stopPeer()
+	msgs := int(o.duration / turnInterval)
+	var rows []Result
+
+	// The built-in server.
+	db, err := newBenchDB(o, "sqlite")
+	if err != nil {
+		return nil, err
+	}
+	defer db.drop()
+	c, err := startUrva(o, db.dir, urvaConfig{driver: "sqlite", dsn: db.dsn, apiBase: "http://127.0.0.1:9/v23.0"})
+	if err != nil {
+		return nil, err
+	}
+	_, ps, _ := net.SplitHostPort(c.turnAddr)
+	port, _ := strconv.Atoi(ps)
+	row, err := uclientRun(uclient, c.pid(), port, peerPort, msgs)
+	c.stop()
+	row.Variant, row.Server = "built-in", "child: bin/urva serve (pion TURN)"
+	rows = append(rows, row)
+	if err != nil {
+		return rows, err
+	}
+
+	// coturn, when installed.
+	ts, err := exec.LookPath("turnserver")
+	if err != nil {
+		rows = append(rows, Result{Variant: "coturn", Note: "turnserver not installed: not measured"})
+		return rows, nil
+	}
+	port, err = freeUDPTCPPort()
+	if err != nil {
+		return rows, err
+	}
+	logf := db.dir + "/turnserver.log"
+	cmd := exec.Command(ts, "-n", "-L", "127.0.0.1", "-E", "127.0.0.1", "-p", strconv.Itoa(port),
+		"--use-auth-secret", "--static-auth-secret", benchTURNSecret, "-r", "urva",
+		"--allow-loopback-peers", "--no-tls", "--no-dtls", "--no-cli", "--simple-log", "-l", logf)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return rows, fmt.Errorf("turnserver: %w", err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	time.Sleep(time.Second) // no readiness signal; uclient retries anyway
+	row, err = uclientRun(uclient, cmd.Process.Pid, port, peerPort, msgs)
+	row.Variant, row.Server = "coturn", "child: turnserver "+coturnVersion(ts)
+	rows = append(rows, row)
+	return rows, err
+}
+
+// uclientRun runs uclient against the server on port and reads its report
+// and the server's CPU time over the run.
+func uclientRun(uclient string, pid, port, peerPort, msgs int) (Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args := []string{"-u", "bench", "-W", benchTURNSecret, "-n", strconv.Itoa(msgs), "-m", strconv.Itoa(turnClients),
+		"-l", strconv.Itoa(turnLength), "-z", strconv.Itoa(int(turnInterval / time.Millisecond)),
+		"-e", "127.0.0.1", "-r", strconv.Itoa(peerPort), "-p", strconv.Itoa(port), "127.0.0.1"}
+	cpu0, t0 := procCPU(pid), time.Now()
+	out, err := exec.CommandContext(ctx, uclient, args...).CombinedOutput()
+	cpu := procCPU(pid) - cpu0
+	row := Result{Seconds: time.Since(t0).Seconds(), ServerCPU: cpu / time.Since(t0).Seconds(), RSSMB: float64(procRSS(pid)) / (1 << 20)}
+	m, l := reUTotals.FindStringSubmatch(string(out)), reULost.FindStringSubmatch(string(out))
+	if m == nil || l == nil {
+		return row, fmt.Errorf("uclient %s: no report (%v): %s", strings.Join(args, " "), err, tail(string(out)))
+	}
+	sent, _ := strconv.ParseInt(m[1], 10, 64)
+	recv, _ := strconv.ParseInt(m[2], 10, 64)
+	row.Sent, row.Received, row.OK = sent, recv, recv
+	row.LossPct, _ = strconv.ParseFloat(l[2], 64)
+	if pk := sent + recv; pk > 0 {
+		row.CPUPerM = cpu / float64(pk) * 1e6
+		row.PerSec = float64(pk) / row.Seconds
+	}
+	row.Note = fmt.Sprintf("%.1f CPU s per M packets, loss %s%% (lost %s); uclient -m %d -n %d -l %d -z %d; per s = packets incl. uclient's 1-6s start wait",
+		row.CPUPerM, l[2], l[1], turnClients, msgs, turnLength, int(turnInterval/time.Millisecond))
+	return row, nil
+}
+
+func coturnVersion(path string) string {
+	out, _ := exec.Command(path, "--version").CombinedOutput()
+	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+}
+
+// startPeer runs turnutils_peer on a free pair of UDP ports (uclient's
+// RTCP sessions talk to port+1) and checks that it echoes on both.
+func startPeer(path string) (int, func(), error) {
+	var last error
+	for try := 0; try < 10; try++ {
+		port, err := freeUDPPort()
+		if err != nil || port >= 65535 {
+			last = err
+			continue
+		}
+		if c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1}); err != nil {
+			last = err
+			continue
+		} else {
+			c.Close()
+		}
+		cmd := exec.Command(path, "-L", "127.0.0.1", "-p", strconv.Itoa(port))
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			return 0, nil, err
+		}
+		stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+		if err := echoes(port, port+1); err == nil {
+			return port, stop, nil
+		} else {
+			last = err
+		}
+		stop()
+	}
+	return 0, nil, fmt.Errorf("no turnutils_peer: %v", last)
+}
+
+// echoes checks that something echoes a probe on each UDP port of 127.0.0.1.
+func echoes(ports ...int) error {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	buf := make([]byte, 64)
+	for _, port := range ports {
+		to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+		probe := []byte("probe-" + strconv.Itoa(port))
+		for {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("no echo on port %d", port)
+			}
+			if _, err := c.WriteToUDP(probe, to); err != nil {
+				return err
+			}
+			_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			n, from, err := c.ReadFromUDP(buf)
+			if err == nil && from.Port == port && bytes.Equal(buf[:n], probe) {
+				break
+			}
+		}
+	}
+	return nil
+}
