@@ -345,14 +345,40 @@ func (s *store) runTx(ops []*op) (int, error) {
 		return -1, beginError{err}
 	}
 	now := dbNow()
+	b := newBatchState()
+	if err := s.prefetch(ctx, tx, b, ops); err != nil {
+		_ = tx.Rollback()
+		for _, o := range ops {
+			o.reset()
+		}
+		return -1, fmt.Errorf("prefetch: %w", err)
+	}
 	for i, o := range ops {
 		o.reset()
-		t := &txn{s: s, tx: tx, ctx: ctx, now: now}
+		if o.kind != opConversationWrite {
+			// Other ops read and change the database directly.
+			if err := s.flush(ctx, tx, b); err != nil {
+				_ = tx.Rollback()
+				for _, o := range ops {
+					o.reset()
+				}
+				return -1, fmt.Errorf("flush: %w", err)
+			}
+			b.forget()
+		}
+		t := &txn{s: s, tx: tx, ctx: ctx, now: now, b: b}
 		s.applyOp(t, o)
 		if o.err != nil && (t.dirty || !cleanError(o.err)) {
 			_ = tx.Rollback()
 			return i, fmt.Errorf("write %d of %d: %w", i+1, len(ops), o.err)
 		}
+	}
+	if err := s.flush(ctx, tx, b); err != nil {
+		_ = tx.Rollback()
+		for _, o := range ops {
+			o.reset()
+		}
+		return -1, fmt.Errorf("flush: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		for _, o := range ops {
@@ -373,8 +399,15 @@ func (s *store) runAlone(o *op) {
 		o.fail(fmt.Errorf("%w: %w", ErrUnavailable, err))
 		return
 	}
-	t := &txn{s: s, tx: tx, ctx: ctx, now: dbNow()}
+	b := newBatchState()
+	t := &txn{s: s, tx: tx, ctx: ctx, now: dbNow(), b: b}
 	s.applyOp(t, o)
+	if o.err == nil {
+		if err := s.flush(ctx, tx, b); err != nil {
+			o.reset()
+			o.err = err
+		}
+	}
 	if o.err != nil {
 		_ = tx.Rollback()
 		o.fail(s.classify(o.err))
@@ -469,6 +502,8 @@ type txn struct {
 	ctx   context.Context
 	now   time.Time
 	dirty bool
+	// b holds what the writes of the transaction share (batch.go).
+	b *batchState
 	// outboxRows counts outbox rows inserted or made pending.
 	outboxRows int
 }

@@ -32,14 +32,10 @@ func (t *txn) insertOutbox(typ string, conversationID int64, data any) error {
 		return fmt.Errorf("outbox %s data: %w", typ, err)
 	}
 	s := t.s
-	_, err = t.insert(`INSERT INTO outbox (event_id, type, conversation_id, occurred_at, data, state, attempts,
-		next_attempt_at, expires_at, last_error, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, '', ?)`,
-		newEventID(), typ, conversationID, s.tv(t.now), string(b), OutboxPending,
-		s.tv(t.now), s.tv(t.now.Add(s.cfg.OutboxMaxAge)), s.tv(t.now))
-	if err != nil {
-		return err
-	}
+	// Inserted with the batch's other outbox rows at its end (batch.go).
+	t.dirty = true
+	t.b.outbox = append(t.b.outbox, []any{newEventID(), typ, conversationID, s.tv(t.now), string(b), OutboxPending,
+		s.tv(t.now), s.tv(t.now.Add(s.cfg.OutboxMaxAge)), s.tv(t.now)})
 	t.outboxRows++
 	return nil
 }

@@ -99,6 +99,9 @@ type store struct {
 
 	c committer
 
+	// seqIDs: a multi-row INSERT gets consecutive ids (see batch.go).
+	seqIDs bool
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -147,6 +150,7 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (Store, error) {
 			return nil, fmt.Errorf("database unreachable (%s %s): %w", cfg.Driver, s.describe(), err)
 		}
 	}
+	s.seqIDs = s.autoincConsecutive(ctx)
 	s.c.start(s)
 	return s, nil
 }

@@ -145,15 +145,17 @@ func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResu
 		return nil, err
 	}
 	res := &WriteResult{Items: make([]ItemResult, len(w.Items))}
-	var conv *Conversation
+	var conv, cached *Conversation
 	var err error
 	if w.ConversationID > 0 {
-		conv, err = scanConversation(t.tx.QueryRowContext(t.ctx,
-			`SELECT `+conversationCols+` FROM `+conversationFrom+` WHERE c.id = ?`+t.forUpdate(), w.ConversationID))
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("conversation %d: %w", w.ConversationID, ErrNotFound)
+		if cached = t.b.convs[w.ConversationID]; cached == nil {
+			conv, err = scanConversation(t.tx.QueryRowContext(t.ctx,
+				`SELECT `+conversationCols+` FROM `+conversationFrom+` WHERE c.id = ?`+t.forUpdate(), w.ConversationID))
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("conversation %d: %w", w.ConversationID, ErrNotFound)
+			}
 		}
-	} else {
+	} else if cached = t.b.byKey[w.Key]; cached == nil {
 		conv, err = scanConversation(t.tx.QueryRowContext(t.ctx,
 			`SELECT `+conversationCols+` FROM `+conversationFrom+`
 			WHERE c.channel = ? AND c.business_number = ? AND ct.phone = ?`+t.forUpdate(),
@@ -168,6 +170,14 @@ func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResu
 	}
 	if err != nil {
 		return nil, err
+	}
+	if cached != nil {
+		// The batch already locked (and maybe changed) the conversation:
+		// work on a copy of the batch's view, stored back on success.
+		cp := *cached
+		conv = &cp
+	} else {
+		cached = t.b.cache(conv)
 	}
 	if conv.LastSeq != w.LastSeq {
 		return nil, fmt.Errorf("%w: conversation %d is at seq %d, the write expected %d", ErrSeqTaken, conv.ID, conv.LastSeq, w.LastSeq)
@@ -216,16 +226,15 @@ func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResu
 		}
 		res.Items[i] = r
 	}
-	if *conv != before {
-		// The row is locked (MySQL FOR UPDATE / SQLite write lock) since the
-		// read above, and events carry a unique (conversation_id, seq): a
-		// second writer of the same conversation cannot slip in between.
-		if _, err := t.exec(`UPDATE conversations SET last_seq = ?, last_message_at = ?, last_inbound_at = ?, assigned_rm_id = ?
-			WHERE id = ?`,
-			conv.LastSeq, s.tv(conv.LastMessageAt), s.tv(conv.LastInboundAt), nullID(conv.AssignedRMID), conv.ID); err != nil {
-			return nil, err
-		}
+	// The row is locked (MySQL FOR UPDATE / SQLite write lock) since the
+	// read above, and events carry a unique (conversation_id, seq): a second
+	// writer of the same conversation cannot slip in between. The batch
+	// writes the row back once, at its end.
+	changedRow := *conv != before
+	if changedRow {
+		t.dirty = true
 	}
+	t.b.changed(cached, conv, changedRow)
 	res.Conversation = *conv
 	return res, nil
 }
@@ -320,19 +329,18 @@ func (t *txn) insertMessage(m *Message) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	if m.ProviderMessageID != "" {
+		t.b.known[pidKey(m.Channel, m.ProviderMessageID)] = true
+	}
 	return t.insertEvent(m.ConversationID, m.Seq, EventMessage, m.ID, "", nil)
 }
 
 func (t *txn) insertEvent(convID, seq int64, typ string, messageID int64, status string, detail []byte) (*Event, error) {
+	// Inserted with the batch's other events at its end (ID set then).
+	t.dirty = true
 	ev := &Event{ConversationID: convID, Seq: seq, Type: typ, MessageID: messageID, Status: status,
 		Detail: cloneBytes(detail), CreatedAt: t.now}
-	var err error
-	ev.ID, err = t.insert(`INSERT INTO events (conversation_id, seq, type, message_id, status, detail, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		convID, seq, typ, nullID(messageID), status, jsonArg(detail), t.s.tv(t.now))
-	if err != nil {
-		return nil, err
-	}
+	t.b.events = append(t.b.events, ev)
 	return ev, nil
 }
 
@@ -379,7 +387,9 @@ func (t *txn) newMessage(conv *Conversation, in *Message, direction, status stri
 // inbound stores a message from the contact unless its provider id is
 // already known on this channel.
 func (t *txn) inbound(conv *Conversation, in *Message) (ItemResult, error) {
-	if in.ProviderMessageID != "" {
+	k := pidKey(conv.Key.Channel, in.ProviderMessageID)
+	if in.ProviderMessageID != "" && (!t.b.queried[k] || t.b.known[k]) {
+		// Looked up unless the batch knows it is new.
 		old, err := t.messageBy(`m.provider_message_id = ? AND m.channel = ?`, in.ProviderMessageID, conv.Key.Channel)
 		if err == nil {
 			return ItemResult{Duplicate: true, Message: old}, nil
@@ -520,6 +530,7 @@ func (t *txn) providerAccepted(conv *Conversation, st *StatusChange) (ItemResult
 		m.ProviderMessageID, m.Status, t.s.tv(t.now), m.ID); err != nil {
 		return ItemResult{}, err
 	}
+	t.b.known[pidKey(m.Channel, m.ProviderMessageID)] = true
 	return ItemResult{Message: m}, nil
 }
 

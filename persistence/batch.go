@@ -1,0 +1,286 @@
+package persistence
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+)
+
+// batchState is what one attempt of a batch transaction shares between its
+// writes, so that a batch costs a few statements per table instead of a few
+// per write:
+//   - the conversations the batch locked and changed (one SELECT ... FOR
+//     UPDATE for all the writes that name their conversation by id, one
+//     UPDATE for all the conversations that changed, at the end);
+//   - the provider ids of the batch's inbound messages that already exist
+//     (one SELECT; a redelivery is then read in full, a new message is not);
+//   - events and outbox rows, inserted with one multi-row INSERT each at the
+//     end (ids of a multi-row INSERT are consecutive, see seqIDs).
+//
+// Pending rows are flushed before any op that is not a conversation write
+// (it reads the database directly), and before COMMIT. A failing flush
+// cannot name the write at fault: the batch then falls back to single
+// writes, where it can. The state is built again on every attempt.
+type batchState struct {
+	convs   map[int64]*Conversation // locked conversations, as the batch left them
+	byKey   map[ConversationKey]*Conversation
+	dirty   []*Conversation // conversations to write back, in first-change order
+	isDirty map[int64]bool
+
+	// queried holds the channel+provider id keys looked up before the
+	// writes ran; known those that exist (in the database or in this batch).
+	queried map[string]bool
+	known   map[string]bool
+
+	events []*Event
+	outbox [][]any
+}
+
+func newBatchState() *batchState {
+	return &batchState{
+		convs:   map[int64]*Conversation{},
+		byKey:   map[ConversationKey]*Conversation{},
+		isDirty: map[int64]bool{},
+		queried: map[string]bool{},
+		known:   map[string]bool{},
+	}
+}
+
+func pidKey(channel, pid string) string { return channel + "\x00" + pid }
+
+// forget drops the cached conversations (after a flush, before an op that
+// may change conversations behind the cache).
+func (b *batchState) forget() {
+	clear(b.convs)
+	clear(b.byKey)
+}
+
+// cache records c (a copy) as the batch's view of its conversation and
+// returns the cached pointer.
+func (b *batchState) cache(c *Conversation) *Conversation {
+	cp := *c
+	b.convs[c.ID] = &cp
+	b.byKey[c.Key] = &cp
+	return &cp
+}
+
+// changed stores the conversation as a write left it; changedRow says that
+// its row must be written back.
+func (b *batchState) changed(cached *Conversation, conv *Conversation, changedRow bool) {
+	*cached = *conv
+	if changedRow && !b.isDirty[conv.ID] {
+		b.isDirty[conv.ID] = true
+		b.dirty = append(b.dirty, cached)
+	}
+	// Other conversations of the same contact see its new fields.
+	for _, c := range b.convs {
+		if c != cached && c.ContactID == conv.ContactID {
+			c.ContactName, c.OwnerRMID, c.SMSOptedOut = conv.ContactName, conv.OwnerRMID, conv.SMSOptedOut
+		}
+	}
+}
+
+const prefetchChunk = 500
+
+// prefetch locks the conversations the batch's writes name by id and looks
+// up which of their inbound provider ids already exist.
+func (s *store) prefetch(ctx context.Context, tx *sql.Tx, b *batchState, ops []*op) error {
+	var ids []any
+	seen := map[int64]bool{}
+	for _, o := range ops {
+		if o.kind == opConversationWrite && o.w.ConversationID > 0 && !seen[o.w.ConversationID] {
+			seen[o.w.ConversationID] = true
+			ids = append(ids, o.w.ConversationID)
+		}
+	}
+	forUpdate := ""
+	if s.dialect == dialectMySQL {
+		forUpdate = " FOR UPDATE"
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), prefetchChunk)
+		rows, err := tx.QueryContext(ctx, `SELECT `+conversationCols+` FROM `+conversationFrom+
+			` WHERE c.id IN (`+placeholders(n)+`) ORDER BY c.id`+forUpdate, ids[:n]...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			c := &Conversation{}
+			if err := rows.Scan(conversationDest(c)...); err != nil {
+				rows.Close()
+				return err
+			}
+			b.cache(c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+
+	var pids []any
+	for _, o := range ops {
+		if o.kind != opConversationWrite {
+			continue
+		}
+		channel := o.w.Key.Channel
+		if o.w.ConversationID > 0 {
+			c, ok := b.convs[o.w.ConversationID]
+			if !ok {
+				continue
+			}
+			channel = c.Key.Channel
+		}
+		for _, it := range o.w.Items {
+			if it.Kind != ItemInbound || it.Message == nil || it.Message.ProviderMessageID == "" {
+				continue
+			}
+			k := pidKey(channel, it.Message.ProviderMessageID)
+			if !b.queried[k] {
+				b.queried[k] = true
+				pids = append(pids, it.Message.ProviderMessageID)
+			}
+		}
+	}
+	for len(pids) > 0 {
+		n := min(len(pids), prefetchChunk)
+		rows, err := tx.QueryContext(ctx, `SELECT provider_message_id, channel FROM messages
+			WHERE provider_message_id IN (`+placeholders(n)+`)`, pids[:n]...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var pid, channel string
+			if err := rows.Scan(&pid, &channel); err != nil {
+				rows.Close()
+				return err
+			}
+			b.known[pidKey(channel, pid)] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		pids = pids[n:]
+	}
+	return nil
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+const flushChunk = 200
+
+// flush writes the batch's pending rows: events (ids set on the pending
+// Event values), outbox rows and the changed conversations.
+func (s *store) flush(ctx context.Context, tx *sql.Tx, b *batchState) error {
+	for len(b.events) > 0 {
+		n := min(len(b.events), flushChunk)
+		if !s.seqIDs {
+			n = 1
+		}
+		evs := b.events[:n]
+		args := make([]any, 0, 7*n)
+		for _, ev := range evs {
+			args = append(args, ev.ConversationID, ev.Seq, ev.Type, nullID(ev.MessageID), ev.Status, jsonArg(ev.Detail), s.tv(ev.CreatedAt))
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO events (conversation_id, seq, type, message_id, status, detail, created_at)
+			VALUES `+rowsOf(7, n), args...)
+		if err != nil {
+			return err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		if s.dialect == dialectSQLite {
+			// SQLite reports the last row's id, MySQL the first one's.
+			id -= int64(n - 1)
+		}
+		for i, ev := range evs {
+			ev.ID = id + int64(i)
+		}
+		b.events = b.events[n:]
+	}
+	for len(b.outbox) > 0 {
+		n := min(len(b.outbox), flushChunk)
+		args := make([]any, 0, 9*n)
+		for _, r := range b.outbox[:n] {
+			args = append(args, r...)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (event_id, type, conversation_id, occurred_at, data, state, attempts,
+			next_attempt_at, expires_at, last_error, created_at)
+			VALUES `+strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, 0, ?, ?, '', ?),", n), ","), args...); err != nil {
+			return err
+		}
+		b.outbox = b.outbox[n:]
+	}
+	for len(b.dirty) > 0 {
+		n := min(len(b.dirty), flushChunk)
+		cs := b.dirty[:n]
+		var q strings.Builder
+		args := make([]any, 0, 9*n)
+		q.WriteString(`UPDATE conversations SET `)
+		for j, col := range []string{"last_seq", "last_message_at", "last_inbound_at", "assigned_rm_id"} {
+			if j > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(col + ` = CASE id`)
+			for _, c := range cs {
+				q.WriteString(` WHEN ? THEN ?`)
+				var v any
+				switch j {
+				case 0:
+					v = c.LastSeq
+				case 1:
+					v = s.tv(c.LastMessageAt)
+				case 2:
+					v = s.tv(c.LastInboundAt)
+				case 3:
+					v = nullID(c.AssignedRMID)
+				}
+				args = append(args, c.ID, v)
+			}
+			q.WriteString(` END`)
+		}
+		q.WriteString(` WHERE id IN (` + placeholders(n) + `)`)
+		for _, c := range cs {
+			args = append(args, c.ID)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
+		for _, c := range cs {
+			delete(b.isDirty, c.ID)
+		}
+		b.dirty = b.dirty[n:]
+	}
+	return nil
+}
+
+// rowsOf returns n groups of cols placeholders for a multi-row VALUES.
+func rowsOf(cols, n int) string {
+	row := "(" + placeholders(cols) + ")"
+	return strings.TrimSuffix(strings.Repeat(row+",", n), ",")
+}
+
+// autoincConsecutive reports whether a multi-row INSERT gets consecutive ids
+// (InnoDB's "traditional" or "consecutive" lock mode; SQLite always, with its
+// single writer).
+func (s *store) autoincConsecutive(ctx context.Context) bool {
+	if s.dialect == dialectSQLite {
+		return true
+	}
+	var mode, step int
+	if err := s.wdb.QueryRowContext(ctx, `SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment`).Scan(&mode, &step); err != nil {
+		s.log.Warn().Err(err).Msg("cannot read innodb_autoinc_lock_mode; events inserted one by one")
+		return false
+	}
+	if (mode != 0 && mode != 1) || step != 1 {
+		s.log.Info().Int("innodb_autoinc_lock_mode", mode).Int("auto_increment_increment", step).Msg("interleaved auto-increment; events inserted one by one")
+		return false
+	}
+	return true
+}
