@@ -227,6 +227,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 			Secrets:               cfg.TURN.Secrets(),
 			MaxAllocationsPerUser: cfg.TURN.MaxAllocationsPerUser,
 			UDPListeners:          cfg.TURN.UDPListenerCount(),
+			RelayPorts:            turn.PortRange{Min: uint16(cfg.TURN.RelayPortMin), Max: uint16(cfg.TURN.RelayPortMax)},
 			Log:                   log.With().Str("component", "turn").Logger(),
 		})
 		if err != nil {

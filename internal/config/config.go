@@ -172,6 +172,10 @@ type TURN struct {
 	UDPListeners int `koanf:"udp_listeners"`
 	// MaxAllocationsPerUser caps one user's live allocations; 0 = no cap.
 	MaxAllocationsPerUser int `koanf:"max_allocations_per_user"`
+	// RelayPortMin and RelayPortMax bound the UDP ports relay sockets are
+	// opened on (both 0: any port the kernel gives).
+	RelayPortMin int `koanf:"relay_port_min"`
+	RelayPortMax int `koanf:"relay_port_max"`
 	// ExternalURLs are turn:, turns: and stun: URIs handed to clients when
 	// Enabled is false: an external TURN server using AuthSecret.
 	ExternalURLs []string `koanf:"external_urls"`

@@ -194,6 +194,11 @@ func (c *Config) Validate() error {
 			p.addf("turn.external_urls[%d] %q %v", i, u, err)
 		}
 	}
+	if t.RelayPortMin != 0 || t.RelayPortMax != 0 {
+		if t.RelayPortMin < 1 || t.RelayPortMax > 65535 || t.RelayPortMin > t.RelayPortMax {
+			p.addf("turn.relay_port_min and turn.relay_port_max must be a range within 1-65535 (or both 0), got %d-%d", t.RelayPortMin, t.RelayPortMax)
+		}
+	}
 	if t.UDPListeners < 0 {
 		p.addf("turn.udp_listeners must not be negative (0 = one per CPU), got %d", t.UDPListeners)
 	}

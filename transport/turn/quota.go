@@ -67,12 +67,16 @@ func (s *Server) tcpClosed(src string) {
 // counts allocations and relayed bytes and applies the UDP quota.
 type generator struct {
 	s      *Server
-	udp    *udpConn // nil for the TCP listener
-	static *pturn.RelayAddressGeneratorStatic
+	udp    *udpConn                    // nil for the TCP listener
+	static pturn.RelayAddressGenerator // relay sockets: any port, or Options.RelayPorts
 }
 
 func (s *Server) newGenerator(u *udpConn) *generator {
-	return &generator{s: s, udp: u, static: &pturn.RelayAddressGeneratorStatic{RelayAddress: s.relay, Address: s.host}}
+	var base pturn.RelayAddressGenerator = &pturn.RelayAddressGeneratorStatic{RelayAddress: s.relay, Address: s.host}
+	if r := s.opts.RelayPorts; r.Min > 0 {
+		base = &pturn.RelayAddressGeneratorPortRange{RelayAddress: s.relay, Address: s.host, MinPort: r.Min, MaxPort: r.Max, MaxRetries: 64}
+	}
+	return &generator{s: s, udp: u, static: base}
 }
 
 func (g *generator) Validate() error { return g.static.Validate() }

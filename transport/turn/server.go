@@ -32,11 +32,18 @@ type Options struct {
 	// UDPListeners is the number of UDP sockets bound to the listen port with
 	// SO_REUSEPORT, each with its own read loop; default 1.
 	UDPListeners int
+	// RelayPorts, when Min > 0, is the UDP port range relay sockets are
+	// opened in (a firewall then opens just that range); default any port
+	// the kernel gives.
+	RelayPorts PortRange
 	// Log receives the server's log lines.
 	Log zerolog.Logger
 	// Clock returns the current time; default time.Now.
 	Clock func() time.Time
 }
+
+// PortRange is an inclusive range of ports.
+type PortRange struct{ Min, Max uint16 }
 
 // Stats is a snapshot of the server's counters.
 type Stats struct {
@@ -87,6 +94,9 @@ func Start(o Options) (*Server, error) {
 	}
 	if o.UDPListeners <= 0 {
 		o.UDPListeners = 1
+	}
+	if r := o.RelayPorts; r.Min > 0 && r.Max < r.Min || r.Min == 0 && r.Max > 0 {
+		return nil, fmt.Errorf("turn: relay port range %d-%d", r.Min, r.Max)
 	}
 	host, port, err := net.SplitHostPort(o.Listen)
 	if err != nil {

@@ -246,3 +246,29 @@ func TestRelayEchoOverTCP(t *testing.T) {
 		}
 	}
 }
+
+func TestRelayPortRange(t *testing.T) {
+	// A range of free ports: ask the kernel for one and use it and the next few.
+	probe, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo := uint16(probe.LocalAddr().(*net.UDPAddr).Port)
+	_ = probe.Close()
+	s := start(t, Options{Secrets: []string{"cur"}, RelayPorts: PortRange{Min: lo, Max: lo + 3}})
+	u, p, _ := Credentials("cur", "rm-range", time.Hour, time.Now())
+	for i := 0; i < 2; i++ {
+		relay, err := client(t, s, u, p).Allocate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer relay.Close()
+		port := uint16(relay.LocalAddr().(*net.UDPAddr).Port)
+		if port < lo || port > lo+3 {
+			t.Fatalf("relay port %d outside %d-%d", port, lo, lo+3)
+		}
+	}
+	if _, err := Start(Options{Listen: "127.0.0.1:0", Secrets: []string{"x"}, RelayPorts: PortRange{Min: 10, Max: 5}}); err == nil {
+		t.Fatal("an empty port range was accepted")
+	}
+}
