@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"urva/transport/httpapi"
 )
 
 // urva top: a live view of the server's actors, from GET /admin/actors.
@@ -19,33 +20,7 @@ import (
 const clearScreen = "\x1b[H\x1b[2J"
 
 // topPage is the answer of GET /admin/actors.
-type topPage struct {
-	Kinds []topKind `json:"kinds"`
-	Top   []topRow  `json:"top"`
-}
-
-type topKind struct {
-	Kind           string `json:"kind"`
-	Live           int64  `json:"live"`
-	Spawned        int64  `json:"spawned"`
-	Stopped        int64  `json:"stopped"`
-	Restarted      int64  `json:"restarted"`
-	Received       int64  `json:"received"`
-	MailboxSum     int64  `json:"mailbox_sum"`
-	MailboxMax     int64  `json:"mailbox_max"`
-	ReceiveLatency struct {
-		Count      int64   `json:"count"`
-		P99Seconds float64 `json:"p99_seconds"`
-	} `json:"receive_latency"`
-}
-
-type topRow struct {
-	Kind         string     `json:"kind"`
-	ID           string     `json:"id"`
-	Mailbox      int64      `json:"mailbox"`
-	Received     int64      `json:"received"`
-	LastActivity *time.Time `json:"last_activity"`
-}
+type topPage = httpapi.ActorsPage
 
 func cmdTop(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("top", stderr)

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"urva/transport/httpapi"
 )
 
 // cannedActors serves GET /admin/actors as the server answers it, the
@@ -90,8 +91,8 @@ func TestTopPollsAndRendersFrames(t *testing.T) {
 }
 
 func TestTopRate(t *testing.T) {
-	prev := &topPage{Kinds: []topKind{{Kind: "conversation", Received: 100}}}
-	cur := &topPage{Kinds: []topKind{{Kind: "conversation", Live: 2, Received: 150}}}
+	prev := &topPage{Kinds: []httpapi.ActorKind{{Kind: "conversation", Received: 100}}}
+	cur := &topPage{Kinds: []httpapi.ActorKind{{Kind: "conversation", Live: 2, Received: 150}}}
 	var b bytes.Buffer
 	renderTop(&b, "http://x", cur, prev, 2*time.Second, time.Now())
 	if !regexp.MustCompile(`conversation +2 +0 +0 +150 +25\.0 +- `).MatchString(b.String()) {

@@ -38,14 +38,16 @@ const (
 	maxTopActors     = 1000
 )
 
-type latencyJSON struct {
+// ActorLatency is the receive latency of one kind in GET /admin/actors.
+type ActorLatency struct {
 	Count      int64   `json:"count"`
 	SumSeconds float64 `json:"sum_seconds"`
 	P50Seconds float64 `json:"p50_seconds"`
 	P99Seconds float64 `json:"p99_seconds"`
 }
 
-type kindStatsJSON struct {
+// ActorKind is one kind of actor in GET /admin/actors.
+type ActorKind struct {
 	Kind           string      `json:"kind"`
 	Live           int64       `json:"live"`
 	Spawned        int64       `json:"spawned"`
@@ -54,10 +56,11 @@ type kindStatsJSON struct {
 	Received       int64       `json:"received"`
 	MailboxSum     int64       `json:"mailbox_sum"`
 	MailboxMax     int64       `json:"mailbox_max"`
-	ReceiveLatency latencyJSON `json:"receive_latency"`
+	ReceiveLatency ActorLatency `json:"receive_latency"`
 }
 
-type actorInfoJSON struct {
+// ActorRow is one live actor in the top list of GET /admin/actors.
+type ActorRow struct {
 	Kind         string     `json:"kind"`
 	ID           string     `json:"id"`
 	Mailbox      int64      `json:"mailbox"`
@@ -71,9 +74,10 @@ type actorStateJSON struct {
 	State any    `json:"state"`
 }
 
-type actorsJSON struct {
-	Kinds []kindStatsJSON `json:"kinds"`
-	Top   []actorInfoJSON `json:"top"`
+// ActorsPage is the answer of GET /admin/actors (urva top reads it too).
+type ActorsPage struct {
+	Kinds []ActorKind `json:"kinds"`
+	Top   []ActorRow `json:"top"`
 }
 
 // actorStatistics is the actor system behind the endpoints, or nil.
@@ -103,15 +107,15 @@ func (s *Server) adminActors(c *call) {
 		badRequest(c, "unknown kind "+kind+" (kinds: "+strings.Join(actors.ActorKinds(), ", ")+")")
 		return
 	}
-	out := actorsJSON{Kinds: []kindStatsJSON{}, Top: []actorInfoJSON{}}
+	out := ActorsPage{Kinds: []ActorKind{}, Top: []ActorRow{}}
 	for _, k := range a.ActorStats() {
 		if kind != "" && k.Kind != kind {
 			continue
 		}
-		out.Kinds = append(out.Kinds, kindStatsJSON{
+		out.Kinds = append(out.Kinds, ActorKind{
 			Kind: k.Kind, Live: k.Live, Spawned: k.Spawned, Stopped: k.Stopped, Restarted: k.Restarted,
 			Received: k.Received, MailboxSum: k.MailboxSum, MailboxMax: k.MailboxMax,
-			ReceiveLatency: latencyJSON{
+			ReceiveLatency: ActorLatency{
 				Count:      k.Latency.Count,
 				SumSeconds: k.Latency.Sum.Seconds(),
 				P50Seconds: k.Latency.Quantile(0.5).Seconds(),
@@ -121,7 +125,7 @@ func (s *Server) adminActors(c *call) {
 	}
 	if top > 0 {
 		for _, t := range a.TopActors(kind, int(top)) {
-			j := actorInfoJSON{Kind: t.Kind, ID: t.ID, Mailbox: t.Mailbox, Received: t.Received}
+			j := ActorRow{Kind: t.Kind, ID: t.ID, Mailbox: t.Mailbox, Received: t.Received}
 			if !t.LastActivity.IsZero() {
 				at := t.LastActivity.UTC()
 				j.LastActivity = &at

@@ -8,41 +8,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"urva/transport/httpapi"
 
 	"urva/actors"
 	"urva/persistence"
 	"urva/persistence/storetest"
 )
 
-type actorKindJSON struct {
-	Kind           string `json:"kind"`
-	Live           int64  `json:"live"`
-	Spawned        int64  `json:"spawned"`
-	Stopped        int64  `json:"stopped"`
-	Restarted      int64  `json:"restarted"`
-	Received       int64  `json:"received"`
-	MailboxSum     int64  `json:"mailbox_sum"`
-	MailboxMax     int64  `json:"mailbox_max"`
-	ReceiveLatency struct {
-		Count      int64   `json:"count"`
-		SumSeconds float64 `json:"sum_seconds"`
-		P50Seconds float64 `json:"p50_seconds"`
-		P99Seconds float64 `json:"p99_seconds"`
-	} `json:"receive_latency"`
-}
-
-type actorRowJSON struct {
-	Kind         string     `json:"kind"`
-	ID           string     `json:"id"`
-	Mailbox      int64      `json:"mailbox"`
-	Received     int64      `json:"received"`
-	LastActivity *time.Time `json:"last_activity"`
-}
-
-type actorsPage struct {
-	Kinds []actorKindJSON `json:"kinds"`
-	Top   []actorRowJSON  `json:"top"`
-}
+type (
+	actorKindJSON = httpapi.ActorKind
+	actorsPage    struct{ httpapi.ActorsPage }
+)
 
 func (p actorsPage) kind(name string) actorKindJSON {
 	for _, k := range p.Kinds {
@@ -167,7 +143,7 @@ func TestAdminActorsCountsListsAndSnapshots(t *testing.T) {
 		if k := page.kind(actors.KindProvider); k.Live != 2 {
 			t.Fatalf("providers: %+v", k)
 		}
-		listed := map[string]actorRowJSON{}
+		listed := map[string]httpapi.ActorRow{}
 		var sessionID string
 		for _, row := range page.Top {
 			listed[row.Kind+" "+row.ID] = row
