@@ -15,10 +15,13 @@ import (
 //   - the provider ids of the batch's inbound messages that already exist
 //     (one SELECT; a redelivery is then read in full, a new message is not);
 //   - events and outbox rows, inserted with one multi-row INSERT each at the
-//     end (ids of a multi-row INSERT are consecutive, see seqIDs).
+//     end (ids of a multi-row INSERT are consecutive, see seqIDs);
+//   - webhook log rows (one multi-row INSERT) and webhook outcomes (one
+//     UPDATE ... CASE id), written after them in that order.
 //
-// Pending rows are flushed before any op that is not a conversation write
-// (it reads the database directly), and before COMMIT. A failing flush
+// Pending rows are flushed before any op that is neither a conversation
+// write nor a webhook log op (it reads the database directly), and before
+// COMMIT. A failing flush
 // cannot name the write at fault: the batch then falls back to single
 // writes, where it can. The state is built again on every attempt.
 type batchState struct {
@@ -34,6 +37,32 @@ type batchState struct {
 
 	events []*Event
 	outbox [][]any
+
+	hooks    []pendingHook
+	outcomes []pendingOutcome
+}
+
+// pendingHook is a webhook log row waiting for the flush, which sets *id.
+type pendingHook struct {
+	args []any // provider, path, headers, body, received_at, outcome
+	size int   // bytes of its variable-length values
+	id   *int64
+}
+
+// pendingOutcome is a webhook outcome update waiting for the flush. before
+// counts the log rows the batch had queued (since the last flush) when the
+// update was queued: a row queued later did not exist yet when the update
+// was due, so the update must not reach it.
+type pendingOutcome struct {
+	id      int64
+	outcome string
+	before  int
+}
+
+// batched reports ops that queue their rows in the batch state instead of
+// reading the database directly (they need no flush before them).
+func batched(k opKind) bool {
+	return k == opConversationWrite || k == opWebhookLog || k == opWebhookOutcome
 }
 
 func newBatchState() *batchState {
@@ -256,6 +285,105 @@ func (s *store) flush(ctx context.Context, tx *sql.Tx, b *batchState) error {
 			delete(b.isDirty, c.ID)
 		}
 		b.dirty = b.dirty[n:]
+	}
+	return s.flushWebhooks(ctx, tx, b)
+}
+
+// flushBytes bounds the variable-length values of one multi-row webhook
+// statement, well under max_allowed_packet (MySQL 5.7's default is 4 MiB;
+// escaping may double a blob). A larger row goes alone.
+const flushBytes = 1 << 20
+
+// chunk returns how many of the next rows (sizes by i) go in one statement:
+// at least one, at most flushChunk, within flushBytes.
+func chunk(n int, size func(i int) int) int {
+	k, total := 0, 0
+	for k < n && k < flushChunk {
+		total += size(k)
+		if k > 0 && total > flushBytes {
+			break
+		}
+		k++
+	}
+	return k
+}
+
+// flushWebhooks inserts the pending webhook log rows (ids set through their
+// pointers), then applies the pending outcomes with one UPDATE per chunk.
+func (s *store) flushWebhooks(ctx context.Context, tx *sql.Tx, b *batchState) error {
+	if len(b.hooks) == 0 && len(b.outcomes) == 0 {
+		return nil
+	}
+	// inserted maps the id of each row inserted here to its queue position.
+	var inserted map[int64]int
+	if len(b.outcomes) > 0 && len(b.hooks) > 0 {
+		inserted = make(map[int64]int, len(b.hooks))
+	}
+	for pos := 0; pos < len(b.hooks); {
+		hs := b.hooks[pos:]
+		n := 1
+		if s.seqIDs {
+			n = chunk(len(hs), func(i int) int { return hs[i].size })
+		}
+		args := make([]any, 0, 6*n)
+		for _, h := range hs[:n] {
+			args = append(args, h.args...)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO webhook_log (provider, path, headers, body, received_at, outcome)
+			VALUES `+rowsOf(6, n), args...)
+		if err != nil {
+			return err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		if s.dialect == dialectSQLite {
+			id -= int64(n - 1) // see the events above
+		}
+		for i, h := range hs[:n] {
+			*h.id = id + int64(i)
+			if inserted != nil {
+				inserted[id+int64(i)] = pos + i
+			}
+		}
+		pos += n
+	}
+	b.hooks = b.hooks[:0]
+
+	// The last update of a row wins; an update queued before the row's
+	// insert is dropped (it found no row when it was due).
+	last := make(map[int64]int, len(b.outcomes))
+	var ups []pendingOutcome
+	for _, o := range b.outcomes {
+		if at, ok := inserted[o.id]; ok && at >= o.before {
+			continue
+		}
+		if i, ok := last[o.id]; ok {
+			ups[i] = o
+			continue
+		}
+		last[o.id] = len(ups)
+		ups = append(ups, o)
+	}
+	b.outcomes = b.outcomes[:0]
+	for len(ups) > 0 {
+		n := chunk(len(ups), func(i int) int { return len(ups[i].outcome) })
+		var q strings.Builder
+		args := make([]any, 0, 3*n)
+		q.WriteString(`UPDATE webhook_log SET outcome = CASE id`)
+		for _, o := range ups[:n] {
+			q.WriteString(` WHEN ? THEN ?`)
+			args = append(args, o.id, o.outcome)
+		}
+		q.WriteString(` END WHERE id IN (` + placeholders(n) + `)`)
+		for _, o := range ups[:n] {
+			args = append(args, o.id)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
+		ups = ups[n:]
 	}
 	return nil
 }

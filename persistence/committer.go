@@ -355,7 +355,7 @@ func (s *store) runTx(ops []*op) (int, error) {
 	}
 	for i, o := range ops {
 		o.reset()
-		if o.kind != opConversationWrite {
+		if !batched(o.kind) {
 			// Other ops read and change the database directly.
 			if err := s.flush(ctx, tx, b); err != nil {
 				_ = tx.Rollback()
@@ -431,7 +431,7 @@ func (s *store) applyOp(t *txn, o *op) {
 	case opConversationWrite:
 		o.res, o.err = s.applyConversationWrite(t, o.w)
 	case opWebhookLog:
-		o.logID, o.err = s.insertWebhookLog(t, o.hook)
+		o.err = s.insertWebhookLog(t, o.hook, &o.logID)
 	case opWebhookOutcome:
 		o.err = s.updateWebhookOutcome(t, o.outcomeID, o.outcome)
 	case opOutboxDelivered, opOutboxFailed, opOutboxReplay:

@@ -369,6 +369,63 @@ func TestBatchFallsBackToSingleWrites(t *testing.T) {
 	})
 }
 
+// TestWebhookOpsInOneBatch: webhook log rows and outcome updates queued
+// together keep queue order: an update queued after a row's insert applies
+// to it, one queued before it does not (the row did not exist yet), the last
+// of two updates wins, and an invalid row fails alone.
+func TestWebhookOpsInOneBatch(t *testing.T) {
+	var reports chan batchReport
+	adjust := func(c *persistence.Config) {
+		reports = make(chan batchReport, 16)
+		c.OnBatch = func(n int, _ time.Duration, err error) { reports <- batchReport{n, err} }
+	}
+	forEachConfig(t, adjust, func(t *testing.T, s persistence.Store) {
+		ctx := context.Background()
+		id0, err := s.LogWebhook(ctx, &persistence.WebhookLog{Provider: "whatsapp"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-reports
+		q, ok := s.(interface {
+			QueueWebhooksForTest([]persistence.WebhookOpForTest) ([]int64, []error)
+		})
+		if !ok {
+			t.Fatal("store has no QueueWebhooksForTest (export_test.go)")
+		}
+		// The next rows get id0+1, id0+2, id0+3 (a fresh database, one writer).
+		ids, errs := q.QueueWebhooksForTest([]persistence.WebhookOpForTest{
+			{ID: id0 + 1, Outcome: "early"},
+			{Log: &persistence.WebhookLog{Provider: "whatsapp", Path: "/a"}},
+			{ID: id0 + 1, Outcome: "late"},
+			{ID: id0, Outcome: "first"},
+			{ID: id0, Outcome: "second"},
+			{ID: id0 + 2, Outcome: "before its row"},
+			{Log: &persistence.WebhookLog{Provider: "whatsapp", Path: "/b"}},
+			{Log: &persistence.WebhookLog{Provider: "sms", Headers: []byte(`{bad`)}},
+			{Log: &persistence.WebhookLog{Provider: "sms", Path: "/c", Outcome: "custom"}},
+			{ID: id0 + 1000, Outcome: "unknown row"},
+		})
+		if r := <-reports; r.rows != 10 || r.err != nil {
+			t.Fatalf("batch %+v", r)
+		}
+		for i, err := range errs {
+			if (err != nil) != (i == 7) || (i == 7 && !errors.Is(err, persistence.ErrInvalid)) {
+				t.Fatalf("op %d: %v", i, err)
+			}
+		}
+		if ids[1] != id0+1 || ids[6] != id0+2 || ids[8] != id0+3 {
+			t.Fatalf("ids %v after %d", ids, id0)
+		}
+		r := s.(persistence.WebhookLogReader)
+		for id, want := range map[int64]string{id0: "second", id0 + 1: "late", id0 + 2: "received", id0 + 3: "custom"} {
+			l, err := r.WebhookLogByID(ctx, id)
+			if err != nil || l.Outcome != want {
+				t.Fatalf("row %d: %+v %v, want outcome %q", id, l, err, want)
+			}
+		}
+	})
+}
+
 // breakStatusHistory drops the status_history table behind the store's back
 // (export_test.go gives the store the method, in tests only).
 func breakStatusHistory(t *testing.T, s persistence.Store) {

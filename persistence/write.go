@@ -553,15 +553,15 @@ func (t *txn) assign(conv *Conversation, it WriteItem) (ItemResult, error) {
 
 // Webhook log.
 
-func (s *store) insertWebhookLog(t *txn, l *WebhookLog) (int64, error) {
+func (s *store) insertWebhookLog(t *txn, l *WebhookLog, id *int64) error {
 	if l.Provider == "" || len(l.Provider) > 32 {
-		return 0, invalid("webhook log: bad provider %q", l.Provider)
+		return invalid("webhook log: bad provider %q", l.Provider)
 	}
 	if len(l.Path) > 2048 {
-		return 0, invalid("webhook log: path longer than 2048 bytes")
+		return invalid("webhook log: path longer than 2048 bytes")
 	}
 	if err := validJSON("webhook headers", l.Headers); err != nil {
-		return 0, err
+		return err
 	}
 	at := l.ReceivedAt
 	if at.IsZero() {
@@ -575,11 +575,20 @@ func (s *store) insertWebhookLog(t *txn, l *WebhookLog) (int64, error) {
 	if body == nil {
 		body = []byte{}
 	}
-	return t.insert(`INSERT INTO webhook_log (provider, path, headers, body, received_at, outcome) VALUES (?, ?, ?, ?, ?, ?)`,
-		l.Provider, l.Path, jsonArg(l.Headers), body, s.tv(at), outcome)
+	// Inserted with the batch's other log rows at its end (*id set then).
+	t.dirty = true
+	t.b.hooks = append(t.b.hooks, pendingHook{
+		args: []any{l.Provider, l.Path, jsonArg(l.Headers), body, s.tv(at), outcome},
+		size: len(l.Path) + len(l.Headers) + len(body) + len(outcome),
+		id:   id,
+	})
+	return nil
 }
 
+// updateWebhookOutcome queues the update for the end of the batch, after the
+// log rows the batch inserts.
 func (s *store) updateWebhookOutcome(t *txn, id int64, outcome string) error {
-	_, err := t.exec(`UPDATE webhook_log SET outcome = ? WHERE id = ?`, outcome, id)
-	return err
+	t.dirty = true
+	t.b.outcomes = append(t.b.outcomes, pendingOutcome{id: id, outcome: outcome, before: len(t.b.hooks)})
+	return nil
 }

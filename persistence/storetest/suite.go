@@ -63,6 +63,7 @@ func RunConfig(t *testing.T, open Opener) {
 		{name: "ContextCancelled", fn: testContextCancelled},
 		{name: "CloseDrains", fn: testCloseDrains},
 		{name: "WebhookLog", fn: testWebhookLog},
+		{name: "WebhookLogBatch", fn: testWebhookLogBatch},
 		{name: "OutboxOffWritesNothing", fn: testOutboxOff},
 		{name: "OutboxWrittenWithTheData", cfg: testOutboxWithData},
 		{name: "OutboxEventData", cfg: testOutboxEventData},
@@ -1396,6 +1397,101 @@ func testCloseDrains(t *testing.T, s persistence.Store) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("second close: %v", err)
+	}
+}
+
+// testWebhookLogBatch: many webhook log rows (some larger than one
+// statement should carry together), their outcomes (set twice: the second
+// wins) and conversation writes share batches; every row reads back as
+// written.
+func testWebhookLogBatch(t *testing.T, s persistence.Store) {
+	ctx := ctxT(t)
+	const n = 60
+	bodies := make([][]byte, n)
+	ids := make([]int64, n)
+	errs := make([]error, n+n/4)
+	var wg sync.WaitGroup
+	for i := range n {
+		size := 16
+		if i%10 == 3 {
+			size = 300 << 10
+		}
+		bodies[i] = bytes.Repeat([]byte{byte(i), 0x00, 0xff, '\''}, size/4)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids[i], errs[i] = s.LogWebhook(ctx, &persistence.WebhookLog{Provider: "whatsapp", Path: fmt.Sprintf("/webhooks/%d", i),
+				Headers: json.RawMessage(fmt.Sprintf(`{"N":["%d"]}`, i)), Body: bodies[i]})
+		}()
+		if i%4 == 0 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[n+i/4] = s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{Key: key(710 + i),
+					Items: []persistence.WriteItem{inbound(fmt.Sprintf("wamid.WB%d", i), "x")}})
+			}()
+		}
+	}
+	wg.Wait()
+	seen := map[int64]bool{}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if i < n {
+			if ids[i] <= 0 || seen[ids[i]] {
+				t.Fatalf("log %d: id %d (duplicate or not set)", i, ids[i])
+			}
+			seen[ids[i]] = true
+		}
+	}
+	// Outcomes queued back to back (one batch or a few), each row twice;
+	// new rows are logged meanwhile.
+	for i := range n {
+		s.SetWebhookOutcome(ids[i], "first", nil)
+	}
+	late := make([]int64, 8)
+	for j := range late {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if late[j], err = s.LogWebhook(ctx, &persistence.WebhookLog{Provider: "sms", Body: []byte{byte(j)}}); err != nil {
+				t.Errorf("late log %d: %v", j, err)
+			}
+		}()
+	}
+	outc := make(chan error, 1)
+	for i := range n {
+		var done func(error)
+		if i == n-1 {
+			done = func(err error) { outc <- err }
+		}
+		s.SetWebhookOutcome(ids[i], fmt.Sprintf("processed %d", i), done)
+	}
+	if err := <-outc; err != nil {
+		t.Fatalf("outcome: %v", err)
+	}
+	wg.Wait()
+	r, ok := s.(persistence.WebhookLogReader)
+	if !ok {
+		t.Skip("store does not implement WebhookLogReader")
+	}
+	for i := range n {
+		l, err := r.WebhookLogByID(ctx, ids[i])
+		if err != nil {
+			t.Fatalf("row %d: %v", i, err)
+		}
+		if l.Path != fmt.Sprintf("/webhooks/%d", i) || !bytes.Equal(l.Body, bodies[i]) || l.Outcome != fmt.Sprintf("processed %d", i) ||
+			!jsonEqual(l.Headers, json.RawMessage(fmt.Sprintf(`{"N":["%d"]}`, i))) {
+			t.Fatalf("row %d read back: path %q, body %d bytes, outcome %q, headers %s", i, l.Path, len(l.Body), l.Outcome, l.Headers)
+		}
+	}
+	for j, id := range late {
+		l, err := r.WebhookLogByID(ctx, id)
+		if err != nil || seen[id] || l.Provider != "sms" || !bytes.Equal(l.Body, []byte{byte(j)}) || l.Outcome != "received" {
+			t.Fatalf("late row %d (id %d): %+v %v", j, id, l, err)
+		}
 	}
 }
 

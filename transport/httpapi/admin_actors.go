@@ -48,14 +48,14 @@ type ActorLatency struct {
 
 // ActorKind is one kind of actor in GET /admin/actors.
 type ActorKind struct {
-	Kind           string      `json:"kind"`
-	Live           int64       `json:"live"`
-	Spawned        int64       `json:"spawned"`
-	Stopped        int64       `json:"stopped"`
-	Restarted      int64       `json:"restarted"`
-	Received       int64       `json:"received"`
-	MailboxSum     int64       `json:"mailbox_sum"`
-	MailboxMax     int64       `json:"mailbox_max"`
+	Kind           string       `json:"kind"`
+	Live           int64        `json:"live"`
+	Spawned        int64        `json:"spawned"`
+	Stopped        int64        `json:"stopped"`
+	Restarted      int64        `json:"restarted"`
+	Received       int64        `json:"received"`
+	MailboxSum     int64        `json:"mailbox_sum"`
+	MailboxMax     int64        `json:"mailbox_max"`
 	ReceiveLatency ActorLatency `json:"receive_latency"`
 }
 
@@ -77,7 +77,7 @@ type actorStateJSON struct {
 // ActorsPage is the answer of GET /admin/actors (urva top reads it too).
 type ActorsPage struct {
 	Kinds []ActorKind `json:"kinds"`
-	Top   []ActorRow `json:"top"`
+	Top   []ActorRow  `json:"top"`
 }
 
 // actorStatistics is the actor system behind the endpoints, or nil.
