@@ -594,16 +594,56 @@ func (a *conversationActor) videoCallCmd(ctx actor.Context, c *videoCallCmd) {
 	})
 }
 
+// VideoInviteJSON is an invitation to a video call as the invited RM sees
+// it: in the video_invite frame and in the list of pending invitations.
+type VideoInviteJSON struct {
+	ID        int64     `json:"id"`
+	Link      string    `json:"link"`
+	FromRMID  int64     `json:"from_rm_id"`
+	FromName  string    `json:"from_name"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
 // videoInviteFrame is what an invited RM's socket gets.
 type videoInviteFrame struct {
-	Type      string `json:"type"`
-	VideoCall struct {
-		ID        int64     `json:"id"`
-		Link      string    `json:"link"`
-		FromRMID  int64     `json:"from_rm_id"`
-		FromName  string    `json:"from_name"`
-		ExpiresAt time.Time `json:"expires_at"`
-	} `json:"video_call"`
+	Type      string          `json:"type"`
+	VideoCall VideoInviteJSON `json:"video_call"`
+}
+
+// rmName is what an RM is called in invitations.
+func rmName(rm *persistence.RM) string {
+	if rm.Name != "" {
+		return rm.Name
+	}
+	return rm.Username
+}
+
+// PendingVideoInvites lists the video calls p was invited to that nobody
+// has started and whose link is still valid (an RM who was offline when
+// invited finds them here).
+func (s *System) PendingVideoInvites(ctx context.Context, p Principal) ([]VideoInviteJSON, error) {
+	o := s.opts.Video
+	if o == nil {
+		return []VideoInviteJSON{}, nil
+	}
+	calls, err := s.opts.Store.PendingVideoInvites(ctx, p.RMID, s.now(), 100)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	out := make([]VideoInviteJSON, 0, len(calls))
+	names := map[int64]string{}
+	for _, c := range calls {
+		name, ok := names[c.InviterRMID]
+		if !ok {
+			if rm, err := s.opts.Store.RMByID(ctx, c.InviterRMID); err == nil {
+				name = rmName(rm)
+			}
+			names[c.InviterRMID] = name
+		}
+		out = append(out, VideoInviteJSON{ID: c.ID, Link: o.Link(c.ID, c.ExpiresAt), FromRMID: c.InviterRMID,
+			FromName: name, ExpiresAt: c.ExpiresAt.UTC()})
+	}
+	return out, nil
 }
 
 // StartVideoCall makes a video call from p to another RM (inviteeRMID) or
@@ -681,14 +721,8 @@ func (s *System) inviteRM(ctx context.Context, p Principal, inviteeRMID int64, c
 	}
 	s.router.videos.tell(call.ID, &videoCreated{call: call})
 	link := s.opts.Video.Link(call.ID, call.ExpiresAt)
-	var f videoInviteFrame
-	f.Type = "video_invite"
-	f.VideoCall.ID, f.VideoCall.Link, f.VideoCall.FromRMID, f.VideoCall.ExpiresAt = call.ID, link, p.RMID, call.ExpiresAt.UTC()
-	f.VideoCall.FromName = inviter.Name
-	if f.VideoCall.FromName == "" {
-		f.VideoCall.FromName = inviter.Username
-	}
-	frame, _ := json.Marshal(f)
+	frame, _ := json.Marshal(videoInviteFrame{Type: "video_invite", VideoCall: VideoInviteJSON{ID: call.ID, Link: link,
+		FromRMID: p.RMID, FromName: rmName(inviter), ExpiresAt: call.ExpiresAt.UTC()}})
 	s.router.NotifyRM(&msg.Frame{RmId: inviteeRMID, Frame: frame})
 	return &VideoInvite{Call: call, Link: link}, nil
 }

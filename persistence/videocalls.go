@@ -144,6 +144,9 @@ type VideoCalls interface {
 	// VideoCallJoins lists a call's joins in the order they were recorded
 	// (none for an unknown call).
 	VideoCallJoins(ctx context.Context, id int64) ([]VideoCallJoin, error)
+	// PendingVideoInvites lists the calls rmID was invited to that nobody
+	// has started yet and whose link has not expired at now, oldest first.
+	PendingVideoInvites(ctx context.Context, rmID int64, now time.Time, limit int) ([]VideoCall, error)
 	// UnfinishedVideoCalls lists calls that are not ended, oldest (by
 	// CreatedAt) first, up to limit (default 100, at most 10000); a restart
 	// ends them: their rooms were in the stopped process.
@@ -474,6 +477,14 @@ func (s *store) VideoCallJoins(ctx context.Context, id int64) ([]VideoCallJoin, 
 	return queryList(ctx, s, func(r rowScanner, j *VideoCallJoin) error {
 		return r.Scan(scanInt{&j.VideoCallID}, scanStr{&j.PeerID}, scanInt{&j.RMID}, &j.Rejoin, scanTime{&j.At})
 	}, `SELECT video_call_id, peer_id, rm_id, rejoin, at FROM video_call_joins WHERE video_call_id = ? ORDER BY id`, id)
+}
+
+// PendingVideoInvites lists rmID's invitations still open at now: a range
+// scan of video_calls_status_created over the created calls.
+func (s *store) PendingVideoInvites(ctx context.Context, rmID int64, now time.Time, limit int) ([]VideoCall, error) {
+	return queryList(ctx, s, into(scanVideoCall),
+		`SELECT `+videoCallCols+` FROM video_calls vc WHERE vc.status = ? AND vc.invitee_rm_id = ? AND vc.expires_at > ?
+		ORDER BY vc.created_at, vc.id LIMIT ?`, VideoCallCreated, rmID, s.tv(now), listLimit(limit))
 }
 
 // UnfinishedVideoCalls lists calls not ended, oldest first (by creation),

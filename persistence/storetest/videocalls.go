@@ -579,6 +579,30 @@ func testUnfinishedVideoCalls(t *testing.T, s persistence.Store) {
 		t.Fatalf("default limit: %d %v", len(vcs), err)
 	}
 	sameVideoCall(t, "listed call", &vcs[3], videoCallByID(t, s, ids[4]))
+
+	// Pending invitations of RM 2: the RM-to-RM calls not started (5; 1 is
+	// active, 3 ended), while their links are valid.
+	pending := func(rmID int64, now time.Time) []int64 {
+		t.Helper()
+		vcs, err := s.PendingVideoInvites(ctx, rmID, now, 100)
+		if err != nil {
+			t.Fatalf("pending invites: %v", err)
+		}
+		out := make([]int64, len(vcs))
+		for i, x := range vcs {
+			out[i] = x.ID
+		}
+		return out
+	}
+	if got, want := pending(2, at(20)), []int64{ids[5]}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("pending invites of RM 2: %v, want %v", got, want)
+	}
+	if got := pending(2, expires); len(got) != 0 {
+		t.Fatalf("pending invites at the links' expiry: %v", got)
+	}
+	if got := pending(1, at(20)); len(got) != 0 {
+		t.Fatalf("pending invites of the inviter: %v", got)
+	}
 }
 
 // testVideoCallOutbox: an end writes exactly one video_call.ended with the

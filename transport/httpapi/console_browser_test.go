@@ -289,3 +289,15 @@ func TestBrowserConsoleAtPhoneWidthAndByKeyboard(t *testing.T) {
 		t.Fatalf("list at 390px: %+v", layout)
 	}
 }
+
+func TestBrowserConsoleShowsInvitesMadeWhileOffline(t *testing.T) {
+	b := browsertest.Start(t)
+	s := newStack(t, storetest.OpenSQLite(t), withVideo(videoConfig{}))
+	// B is not logged in when A invites them.
+	s.mustStartVideo(s.login(s.rmA), map[string]any{"invitee_rm_id": s.rmB.ID})
+	console := s.consoleLogin(b, s.rmB)
+	console.WaitFor(t, `!!document.querySelector("#toasts .toast.invite .join")`, browserWaitShort)
+	if got := console.Text(t, "#toasts .toast.invite"); !strings.Contains(got, "invites you to a video call") {
+		t.Fatalf("invite toast %q", got)
+	}
+}

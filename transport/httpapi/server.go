@@ -340,6 +340,7 @@ func (s *Server) routes() {
 	s.addPrefix("POST", diallerWebhookPrefix, s.diallerWebhook)
 	s.addExact("GET", "/ws", s.socket)
 	s.addExact("POST", "/api/video-calls", s.authed(s.startVideoCall))
+	s.addExact("GET", "/api/video-invites", s.authed(s.videoInvites))
 	s.addPrefix("GET", videoAPIPrefix, s.videoCallSub)
 	s.addPrefix("GET", videoPagePath, s.videoPage)
 	s.addPrefix("GET", videoWSPrefix, s.videoSocket)

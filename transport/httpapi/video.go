@@ -25,6 +25,7 @@ import (
 //
 //	POST /api/video-calls                        {"invitee_rm_id"} or {"conversation_id"} -> 201 {"video_call":{"id","link","expires_at",...}}
 //	GET  /api/video-calls/{id}                   -> 200 {"video_call":{...}} (RM token)
+//	GET  /api/video-invites                      -> 200 {"video_invites":[...]} open invitations (RM token)
 //	GET  /api/video-calls/{id}/ice-servers?token= the ICE servers and TURN credentials (link token)
 //	GET  /v/{id}?t=                              the call page (link token)
 //	GET  /ws/video/{id}?token=&peer=             the signalling socket (link token)
@@ -40,6 +41,8 @@ type Video interface {
 	VideoCall(ctx context.Context, p actors.Principal, id int64) (*persistence.VideoCall, error)
 	// LinkedVideoCall returns a call for someone holding its verified link.
 	LinkedVideoCall(ctx context.Context, id int64) (*persistence.VideoCall, error)
+	// PendingVideoInvites lists the open invitations of p.
+	PendingVideoInvites(ctx context.Context, p actors.Principal) ([]actors.VideoInviteJSON, error)
 	// JoinVideo hands a signalling socket to the call.
 	JoinVideo(callID int64, peerID string, rmID int64, conn actors.Conn) *actors.VideoPeer
 }
@@ -136,6 +139,22 @@ func (s *Server) startVideoCall(c *call, p actors.Principal) {
 		resp.Message = messageOf(inv.Message)
 	}
 	writeJSON(c.ctx, fasthttp.StatusCreated, resp)
+}
+
+// videoInvites: GET /api/video-invites lists the RM's open invitations
+// (the video_invite frames an RM who was offline did not get).
+func (s *Server) videoInvites(c *call, p actors.Principal) {
+	if !s.videoReady(c) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	list, err := s.opts.Video.PendingVideoInvites(ctx, p)
+	if err != nil {
+		apiError(c, err)
+		return
+	}
+	writeJSON(c.ctx, fasthttp.StatusOK, map[string]any{"video_invites": list})
 }
 
 // videoCallSub: GET /api/video-calls/{id} (RM token) and

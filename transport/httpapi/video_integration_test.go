@@ -255,6 +255,49 @@ func TestIntegrationVideoCallBetweenRMs(t *testing.T) {
 	})
 }
 
+func TestIntegrationVideoInvitesWhileOffline(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, store persistence.Store) {
+		s := newStack(t, store, withVideo(videoConfig{}))
+		tokA, tokB := s.login(s.rmA), s.login(s.rmB)
+		// B is offline: no socket gets the video_invite frame.
+		vc, _ := s.mustStartVideo(tokA, map[string]any{"invitee_rm_id": s.rmB.ID})
+		invites := func(tok string) []map[string]any {
+			t.Helper()
+			r := s.do("GET", "/api/video-invites", tok, nil, nil)
+			var out struct {
+				Invites []map[string]any `json:"video_invites"`
+			}
+			if r.status != http.StatusOK || json.Unmarshal(r.body, &out) != nil {
+				t.Fatalf("GET /api/video-invites: %v", r)
+			}
+			return out.Invites
+		}
+		// When B comes back, the invitation is there, with its link.
+		got := invites(tokB)
+		if len(got) != 1 || got[0]["link"] != vc.Link || got[0]["from_rm_id"] != float64(s.rmA.ID) || got[0]["from_name"] == "" {
+			t.Fatalf("B's invitations %v", got)
+		}
+		if got := invites(tokA); len(got) != 0 {
+			t.Fatalf("the inviter's invitations %v", got)
+		}
+		// Once the call started, it is no longer an open invitation.
+		token := s.linkToken(vc.Link, vc.ID)
+		a := s.signal(vc.ID, token, "peer-a")
+		a.want("joined")
+		b := s.signal(vc.ID, token, "peer-b")
+		b.want("joined")
+		a.want("peer_joined")
+		a.send(`{"type":"hangup"}`)
+		a.want("ended")
+		if got := invites(tokB); len(got) != 0 {
+			t.Fatalf("invitations after the call %v", got)
+		}
+		if r := s.do("GET", "/api/video-invites", "", nil, nil); r.status != http.StatusUnauthorized {
+			t.Fatalf("no token: %v", r)
+		}
+	})
+}
+
 func TestIntegrationVideoLinkRefusals(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, store persistence.Store) {
 		s := newStack(t, store, withVideo(videoConfig{}))

@@ -605,6 +605,8 @@
         const openedAt = sock.openedAt;
         enqueue(() => (g === gen && listFetchStarted < openedAt ? refreshList(g, false) : null), 'refresh after connect');
       }
+      // Invitations are not replayed by resume: ask for the open ones.
+      loadInvites(g);
     };
     s.onmessage = (ev) => {
       if (s !== sock.ws) return;
@@ -2264,6 +2266,18 @@
       if (g === gen && e.status !== 401) toast(`Could not start the video call: ${e.message}`, { kind: 'error' });
     } finally {
       if (isOpen(conv.id)) renderSendArea();
+    }
+  }
+
+  // loadInvites shows the video call invitations still open (made while
+  // this RM was offline or the socket was down).
+  async function loadInvites(g) {
+    try {
+      const body = await apiCall('GET', '/api/video-invites');
+      if (g !== gen || !body || !Array.isArray(body.video_invites)) return;
+      for (const v of body.video_invites) videoInvite(v);
+    } catch (e) {
+      // Best effort: live invitations still arrive on the socket.
     }
   }
 
