@@ -206,6 +206,9 @@ type Server struct {
 	idPrefix string
 	idSeq    atomic.Uint64
 
+	pingOnce sync.Once
+	stopPing chan struct{} // closed by Shutdown: the pinger ends
+
 	mu           sync.Mutex
 	shuttingDown bool
 	sockets      map[*wsConn]struct{}
@@ -283,6 +286,7 @@ func New(o Options) *Server {
 		maxBody:  o.MaxBodyBytes,
 		exact:    make(map[string]map[string]handlerFunc),
 		sockets:  make(map[*wsConn]struct{}),
+		stopPing: make(chan struct{}),
 		idPrefix: newIDPrefix(),
 	}
 	// A client that sends a body over the limit is still read to the end, up
@@ -435,6 +439,9 @@ func (s *Server) ListenAndServe() error {
 // for ctx to end.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.shuttingDown {
+		close(s.stopPing)
+	}
 	s.shuttingDown = true
 	socks := make([]*wsConn, 0, len(s.sockets))
 	for w := range s.sockets {

@@ -85,14 +85,6 @@ func (s *Server) serveSocket(socket string, ws *websocket.Conn, so SocketOptions
 		receive(sess, first, log)
 	}
 
-	stopPing := make(chan struct{})
-	var pingDone sync.WaitGroup
-	pingDone.Add(1)
-	go func() {
-		defer pingDone.Done()
-		w.pingLoop(stopPing)
-	}()
-
 	ws.SetReadLimit(so.MaxFrameBytes)
 	w.extendRead()
 	ws.SetPongHandler(func(string) error { w.extendRead(); return nil })
@@ -109,8 +101,6 @@ func (s *Server) serveSocket(socket string, ws *websocket.Conn, so SocketOptions
 		}
 		receive(sess, data, log)
 	}
-	close(stopPing)
-	pingDone.Wait()
 	w.markClosed()
 	endSession(sess, log)
 	log.Info().AnErr("reason", readErr).Msg("socket closed")
@@ -155,6 +145,7 @@ func drain(ws *websocket.Conn) {
 }
 
 func (s *Server) register(w *wsConn) bool {
+	s.pingOnce.Do(func() { go s.pinger() })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shuttingDown {
@@ -291,22 +282,39 @@ func (w *wsConn) extendRead() {
 	}
 }
 
-// pingLoop pings the client every PingInterval until stop closes.
-func (w *wsConn) pingLoop(stop <-chan struct{}) {
-	t := time.NewTicker(w.so.PingInterval)
+// pinger pings every live socket each PingInterval from one goroutine for
+// the whole server (a goroutine per socket would hold its stack on every
+// idle socket). Each ping is written by a short-lived goroutine, so a
+// socket that cannot take it holds up no other; a client that stops
+// answering is ended by its read deadline.
+func (s *Server) pinger() {
+	t := time.NewTicker(s.opts.Socket.PingInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-stop:
-			return
-		case <-w.closed:
+		case <-s.stopPing:
 			return
 		case <-t.C:
-			if err := w.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(w.so.WriteTimeout)); err != nil {
-				return
-			}
+		}
+		s.mu.Lock()
+		socks := make([]*wsConn, 0, len(s.sockets))
+		for w := range s.sockets {
+			socks = append(socks, w)
+		}
+		s.mu.Unlock()
+		for _, w := range socks {
+			go w.ping()
 		}
 	}
+}
+
+// ping writes one ping control frame unless the socket is closing.
+func (w *wsConn) ping() {
+	w.use(func() {
+		if !w.isClosed() {
+			_ = w.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(w.so.WriteTimeout))
+		}
+	})
 }
 
 // truncateUTF8 cuts s to at most n bytes without splitting a character.
