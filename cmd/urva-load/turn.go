@@ -8,10 +8,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"urva/transport/turn/coturntool"
 )
 
 // uclient load of the TURN scenario: turnClients sessions (-m), each
@@ -21,11 +21,6 @@ const (
 	turnClients  = 50
 	turnLength   = 120
 	turnInterval = 5 * time.Millisecond
-)
-
-var (
-	reUTotals = regexp.MustCompile(`(?m)start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$`)
-	reULost   = regexp.MustCompile(`(?m)Total lost packets (\d+) \(([0-9.]+)%\), total send dropped (\d+) `)
 )
 
 // runTURN relays the same turnutils_uclient load through the built-in
@@ -41,7 +36,7 @@ func runTURN(o *opts) ([]Result, error) {
 	if err != nil {
 		return nil, errors.New("turnutils_peer not found (Debian package coturn): TURN not measured")
 	}
-	peerPort, stopPeer, err := startPeer(peerPath)
+	peerPort, stopPeer, err := coturntool.StartPeer(peerPath, os.Stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -108,85 +103,23 @@ func uclientRun(uclient string, pid, port, peerPort, msgs int) (Result, error) {
 	out, err := exec.CommandContext(ctx, uclient, args...).CombinedOutput()
 	cpu := procCPU(pid) - cpu0
 	row := Result{Seconds: time.Since(t0).Seconds(), ServerCPU: cpu / time.Since(t0).Seconds(), RSSMB: float64(procRSS(pid)) / (1 << 20)}
-	m, l := reUTotals.FindStringSubmatch(string(out)), reULost.FindStringSubmatch(string(out))
-	if m == nil || l == nil {
+	rep, ok := coturntool.ParseReport(string(out))
+	if !ok {
 		return row, fmt.Errorf("uclient %s: no report (%v): %s", strings.Join(args, " "), err, tail(string(out)))
 	}
-	sent, _ := strconv.ParseInt(m[1], 10, 64)
-	recv, _ := strconv.ParseInt(m[2], 10, 64)
+	sent, recv := int64(rep.Sent), int64(rep.Received)
 	row.Sent, row.Received, row.OK = sent, recv, recv
-	row.LossPct, _ = strconv.ParseFloat(l[2], 64)
+	row.LossPct, _ = strconv.ParseFloat(rep.LossPercent, 64)
 	if pk := sent + recv; pk > 0 {
 		row.CPUPerM = cpu / float64(pk) * 1e6
 		row.PerSec = float64(pk) / row.Seconds
 	}
-	row.Note = fmt.Sprintf("%.1f CPU s per M packets, loss %s%% (lost %s); uclient -m %d -n %d -l %d -z %d; per s = packets incl. uclient's 1-6s start wait",
-		row.CPUPerM, l[2], l[1], turnClients, msgs, turnLength, int(turnInterval/time.Millisecond))
+	row.Note = fmt.Sprintf("%.1f CPU s per M packets, loss %s%% (lost %d); uclient -m %d -n %d -l %d -z %d; per s = packets incl. uclient's 1-6s start wait",
+		row.CPUPerM, rep.LossPercent, rep.Lost, turnClients, msgs, turnLength, int(turnInterval/time.Millisecond))
 	return row, nil
 }
 
 func coturnVersion(path string) string {
 	out, _ := exec.Command(path, "--version").CombinedOutput()
 	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
-}
-
-// startPeer runs turnutils_peer on a free pair of UDP ports (uclient's
-// RTCP sessions talk to port+1) and checks that it echoes on both.
-func startPeer(path string) (int, func(), error) {
-	var last error
-	for try := 0; try < 10; try++ {
-		port, err := freeUDPPort()
-		if err != nil || port >= 65535 {
-			last = err
-			continue
-		}
-		if c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1}); err != nil {
-			last = err
-			continue
-		} else {
-			c.Close()
-		}
-		cmd := exec.Command(path, "-L", "127.0.0.1", "-p", strconv.Itoa(port))
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Start(); err != nil {
-			return 0, nil, err
-		}
-		stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
-		if err := echoes(port, port+1); err == nil {
-			return port, stop, nil
-		} else {
-			last = err
-		}
-		stop()
-	}
-	return 0, nil, fmt.Errorf("no turnutils_peer: %v", last)
-}
-
-// echoes checks that something echoes a probe on each UDP port of 127.0.0.1.
-func echoes(ports ...int) error {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	deadline := time.Now().Add(3 * time.Second)
-	buf := make([]byte, 64)
-	for _, port := range ports {
-		to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
-		probe := []byte("probe-" + strconv.Itoa(port))
-		for {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("no echo on port %d", port)
-			}
-			if _, err := c.WriteToUDP(probe, to); err != nil {
-				return err
-			}
-			_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			n, from, err := c.ReadFromUDP(buf)
-			if err == nil && from.Port == port && bytes.Equal(buf[:n], probe) {
-				break
-			}
-		}
-	}
-	return nil
 }

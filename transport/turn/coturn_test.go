@@ -6,19 +6,18 @@ package turn
 // echo server and counts the packets that come back through the relays.
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"urva/transport/turn/coturntool"
 
 	"github.com/rs/zerolog"
 )
@@ -60,87 +59,15 @@ func coturnTools(t *testing.T) (uclient, peer string) {
 	return uclient, peer
 }
 
-// startCoturnPeer runs turnutils_peer on 127.0.0.1. It echoes UDP on its port
-// and the next one (uclient's RTCP session talks to port+1), and gives no
-// sign when it cannot bind, so a free pair of ports is chosen first and the
-// running peer is asked for an echo on both before its port is returned.
+// startCoturnPeer runs turnutils_peer on 127.0.0.1 until the test ends.
 func startCoturnPeer(t *testing.T, path string) int {
 	t.Helper()
-	var lastErr error
-	for try := 0; try < 10; try++ {
-		port, err := freeUDPPair()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		var out bytes.Buffer
-		cmd := exec.Command(path, "-L", "127.0.0.1", "-p", strconv.Itoa(port))
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("turnutils_peer: %v", err)
-		}
-		stop := func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-		if err = echoes(port, port+1); err == nil {
-			t.Cleanup(stop)
-			return port
-		}
-		stop()
-		lastErr = fmt.Errorf("turnutils_peer on port %d: %w (output: %q)", port, err, out.String())
-	}
-	t.Fatalf("no turnutils_peer: %v", lastErr)
-	return 0
-}
-
-// freeUDPPair returns a port p such that p and p+1 are free on 127.0.0.1.
-func freeUDPPair() (int, error) {
-	a, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	port, stop, err := coturntool.StartPeer(path, io.Discard)
 	if err != nil {
-		return 0, err
+		t.Fatal(err)
 	}
-	defer a.Close()
-	port := a.LocalAddr().(*net.UDPAddr).Port
-	if port >= 65535 {
-		return 0, errors.New("port at the top of the range")
-	}
-	b, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1})
-	if err != nil {
-		return 0, err
-	}
-	_ = b.Close()
-	return port, nil
-}
-
-// echoes checks that something echoes a probe on each UDP port of
-// 127.0.0.1, resending the probe (it is UDP) until a 3s deadline.
-func echoes(ports ...int) error {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	deadline := time.Now().Add(3 * time.Second)
-	buf := make([]byte, 64)
-	for _, port := range ports {
-		to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
-		probe := []byte("probe-" + strconv.Itoa(port))
-		for {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("no echo on port %d", port)
-			}
-			if _, err := c.WriteToUDP(probe, to); err != nil {
-				return err
-			}
-			_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			n, from, err := c.ReadFromUDP(buf)
-			if err == nil && from.Port == port && bytes.Equal(buf[:n], probe) {
-				break
-			}
-		}
-	}
-	return nil
+	t.Cleanup(stop)
+	return port
 }
 
 type uclientRun struct {
@@ -218,23 +145,10 @@ func runUClients(t *testing.T, uclient string, peerPort int, runs []uclientRun) 
 	return results
 }
 
-var (
-	reTotals = regexp.MustCompile(`(?m)start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$`)
-	reLost   = regexp.MustCompile(`(?m)Total lost packets (\d+) \([^)]*\), total send dropped (\d+) `)
-)
-
-// uclientReport reads the totals of uclient's final report, e.g.
-//
-//	start_mclient: tot_send_msgs=40, tot_recv_msgs=40
-//	Total lost packets 0 (0.000000%), total send dropped 0 (0.000000%)
+// uclientReport reads the totals of uclient's final report.
 func uclientReport(out string) (sent, recv, lost, dropped int, ok bool) {
-	m := reTotals.FindStringSubmatch(out)
-	l := reLost.FindStringSubmatch(out)
-	if m == nil || l == nil {
-		return 0, 0, 0, 0, false
-	}
-	atoi := func(s string) int { n, _ := strconv.Atoi(s); return n }
-	return atoi(m[1]), atoi(m[2]), atoi(l[1]), atoi(l[2]), true
+	r, ok := coturntool.ParseReport(out)
+	return r.Sent, r.Received, r.Lost, r.Dropped, ok
 }
 
 func TestCoturnUClient(t *testing.T) {
