@@ -3,6 +3,8 @@ package persistence
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"fmt"
 	"strings"
 )
 
@@ -14,8 +16,10 @@ import (
 //     UPDATE for all the conversations that changed, at the end);
 //   - the provider ids of the batch's inbound messages that already exist
 //     (one SELECT; a redelivery is then read in full, a new message is not);
-//   - events and outbox rows, inserted with one multi-row INSERT each at the
-//     end (ids of a multi-row INSERT are consecutive, see seqIDs);
+//   - messages, events and outbox rows, inserted with one multi-row INSERT
+//     each at the end (ids of a multi-row INSERT are consecutive, see
+//     seqIDs); a statement a write runs itself first inserts the pending
+//     messages (txn.pending), so that its reads see them;
 //   - webhook log rows (one multi-row INSERT) and webhook outcomes (one
 //     UPDATE ... CASE id), written after them in that order.
 //
@@ -35,12 +39,41 @@ type batchState struct {
 	queried map[string]bool
 	known   map[string]bool
 
-	events []*Event
-	outbox [][]any
+	// messages wait for the flush (ids set then); every other statement of
+	// a write flushes them first (txn.pending), so reads see them.
+	messages []pendingMessage
+	events   []*Event
+	// eventMsgs[i] is the pending message of events[i] (nil for none): its
+	// id becomes the event's message_id at the flush.
+	eventMsgs []*Message
+	outbox    []pendingOutbox
 
 	hooks    []pendingHook
 	outcomes []pendingOutcome
 }
+
+// pendingMessage is a message row waiting for the flush, which sets m.ID.
+type pendingMessage struct {
+	m    *Message
+	args []any
+	size int // bytes of its variable-length values
+}
+
+// pendingOutbox is an outbox row waiting for the flush. data, when set,
+// makes the row's data (args[4]) at the flush: the data of a new message
+// carries the message's id, known only then.
+type pendingOutbox struct {
+	args []any
+	data func() any
+}
+
+// flushError is a failed flush in the middle of a write: the rows at fault
+// may belong to an earlier write of the batch, so the failure is the batch's
+// (writeCaused says no), not the current write's.
+type flushError struct{ err error }
+
+func (e flushError) Error() string { return "flush: " + e.err.Error() }
+func (e flushError) Unwrap() error { return e.err }
 
 // pendingHook is a webhook log row waiting for the flush, which sets *id.
 type pendingHook struct {
@@ -202,9 +235,13 @@ func placeholders(n int) string {
 
 const flushChunk = 200
 
-// flush writes the batch's pending rows: events (ids set on the pending
-// Event values), outbox rows and the changed conversations.
+// flush writes the batch's pending rows: messages and events (ids set on
+// the pending values), outbox rows, the changed conversations, webhook log
+// rows and outcomes.
 func (s *store) flush(ctx context.Context, tx *sql.Tx, b *batchState) error {
+	if err := s.flushMessages(ctx, tx, b); err != nil {
+		return err
+	}
 	for len(b.events) > 0 {
 		n := min(len(b.events), flushChunk)
 		if !s.seqIDs {
@@ -212,32 +249,34 @@ func (s *store) flush(ctx context.Context, tx *sql.Tx, b *batchState) error {
 		}
 		evs := b.events[:n]
 		args := make([]any, 0, 7*n)
-		for _, ev := range evs {
+		for i, ev := range evs {
+			if m := b.eventMsgs[i]; m != nil {
+				ev.MessageID = m.ID
+			}
 			args = append(args, ev.ConversationID, ev.Seq, ev.Type, nullID(ev.MessageID), ev.Status, jsonArg(ev.Detail), s.tv(ev.CreatedAt))
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO events (conversation_id, seq, type, message_id, status, detail, created_at)
-			VALUES `+rowsOf(7, n), args...)
+		id, err := s.insertRows(ctx, tx, `INSERT INTO events (conversation_id, seq, type, message_id, status, detail, created_at) VALUES `, 7, n, args)
 		if err != nil {
 			return err
-		}
-		id, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		if s.dialect == dialectSQLite {
-			// SQLite reports the last row's id, MySQL the first one's.
-			id -= int64(n - 1)
 		}
 		for i, ev := range evs {
 			ev.ID = id + int64(i)
 		}
 		b.events = b.events[n:]
+		b.eventMsgs = b.eventMsgs[n:]
 	}
 	for len(b.outbox) > 0 {
 		n := min(len(b.outbox), flushChunk)
 		args := make([]any, 0, 9*n)
 		for _, r := range b.outbox[:n] {
-			args = append(args, r...)
+			if r.data != nil {
+				data, err := json.Marshal(r.data())
+				if err != nil {
+					return fmt.Errorf("outbox %v data: %w", r.args[1], err)
+				}
+				r.args[4] = string(data)
+			}
+			args = append(args, r.args...)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (event_id, type, conversation_id, occurred_at, data, state, attempts,
 			next_attempt_at, expires_at, last_error, created_at)
@@ -289,6 +328,36 @@ func (s *store) flush(ctx context.Context, tx *sql.Tx, b *batchState) error {
 	return s.flushWebhooks(ctx, tx, b)
 }
 
+// messageInsert starts the multi-row insert of messages (pendingMessage.args in column order).
+const messageInsert = `INSERT INTO messages (conversation_id, seq, direction, channel, type, text, media, template, payload,
+	provider_message_id, client_msg_id, rm_id, status, error, provider_ts, created_at, updated_at) VALUES `
+
+// flushMessages inserts the pending messages, as many per statement as the
+// auto-increment mode and flushBytes allow, and sets their ids.
+func (s *store) flushMessages(ctx context.Context, tx *sql.Tx, b *batchState) error {
+	for len(b.messages) > 0 {
+		ms := b.messages
+		n := 1
+		if s.seqIDs {
+			n = chunk(len(ms), func(i int) int { return ms[i].size })
+		}
+		args := make([]any, 0, 17*n)
+		for _, m := range ms[:n] {
+			args = append(args, m.args...)
+		}
+		id, err := s.insertRows(ctx, tx, messageInsert, 17, n, args)
+		if err != nil {
+			return err
+		}
+		for i, m := range ms[:n] {
+			m.m.ID = id + int64(i)
+		}
+		clear(ms[:n])
+		b.messages = ms[n:]
+	}
+	return nil
+}
+
 // flushBytes bounds the variable-length values of one multi-row webhook
 // statement, well under max_allowed_packet (MySQL 5.7's default is 4 MiB;
 // escaping may double a blob). A larger row goes alone.
@@ -329,17 +398,9 @@ func (s *store) flushWebhooks(ctx context.Context, tx *sql.Tx, b *batchState) er
 		for _, h := range hs[:n] {
 			args = append(args, h.args...)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO webhook_log (provider, path, headers, body, received_at, outcome)
-			VALUES `+rowsOf(6, n), args...)
+		id, err := s.insertRows(ctx, tx, `INSERT INTO webhook_log (provider, path, headers, body, received_at, outcome) VALUES `, 6, n, args)
 		if err != nil {
 			return err
-		}
-		id, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		if s.dialect == dialectSQLite {
-			id -= int64(n - 1) // see the events above
 		}
 		for i, h := range hs[:n] {
 			*h.id = id + int64(i)
@@ -386,6 +447,24 @@ func (s *store) flushWebhooks(ctx context.Context, tx *sql.Tx, b *batchState) er
 		ups = ups[n:]
 	}
 	return nil
+}
+
+// insertRows runs head (an INSERT ending in VALUES) with n rows of cols
+// values and returns the first row's id: the others follow it (seqIDs, or
+// n is 1).
+func (s *store) insertRows(ctx context.Context, tx *sql.Tx, head string, cols, n int, args []any) (int64, error) {
+	res, err := tx.ExecContext(ctx, head+rowsOf(cols, n), args...)
+	if err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	if s.dialect == dialectSQLite {
+		id -= int64(n - 1) // SQLite reports the last row's id, MySQL the first one's
+	}
+	return id, nil
 }
 
 // rowsOf returns n groups of cols placeholders for a multi-row VALUES.

@@ -97,9 +97,9 @@ func (t *txn) call(conv *Conversation, ch *CallChange) (ItemResult, error) {
 	var c *Call
 	var err error
 	if ch.CallID > 0 {
-		c, err = scanCall(t.tx.QueryRowContext(t.ctx, `SELECT `+callCols+` FROM calls cl WHERE cl.id = ?`+t.forUpdate(), ch.CallID))
+		c, err = scanCall(t.queryRow(`SELECT `+callCols+` FROM calls cl WHERE cl.id = ?`+t.forUpdate(), ch.CallID))
 	} else {
-		c, err = scanCall(t.tx.QueryRowContext(t.ctx, `SELECT `+callCols+` FROM calls cl WHERE cl.provider_call_sid = ?`+t.forUpdate(),
+		c, err = scanCall(t.queryRow(`SELECT `+callCols+` FROM calls cl WHERE cl.provider_call_sid = ?`+t.forUpdate(),
 			ch.ProviderCallSID))
 	}
 	if errors.Is(err, sql.ErrNoRows) {
@@ -118,7 +118,7 @@ func (t *txn) call(conv *Conversation, ch *CallChange) (ItemResult, error) {
 	moved := false
 	if ch.Status != "" {
 		var one int64
-		err := t.tx.QueryRowContext(t.ctx, `SELECT 1 FROM call_status_history WHERE call_id = ? AND status = ?`, c.ID, ch.Status).
+		err := t.queryRow(`SELECT 1 FROM call_status_history WHERE call_id = ? AND status = ?`, c.ID, ch.Status).
 			Scan(&one)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
@@ -312,7 +312,7 @@ func (s *store) applyCallRecordingPath(t *txn, u *callRecordingUpdate) error {
 		return err
 	}
 	var one int64
-	err = t.tx.QueryRowContext(t.ctx, `SELECT 1 FROM calls WHERE id = ?`, u.id).Scan(&one)
+	err = t.queryRow(`SELECT 1 FROM calls WHERE id = ?`, u.id).Scan(&one)
 	return notFound(err, fmt.Sprintf("call %d", u.id))
 }
 

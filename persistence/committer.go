@@ -326,13 +326,11 @@ func (s *store) pingWriter() error {
 	return s.wdb.PingContext(ctx)
 }
 
+// beginWrite starts a write transaction: on MySQL at READ COMMITTED (every
+// connection's session level, see openMySQL), on SQLite BEGIN IMMEDIATE
+// (see the writer DSN).
 func (s *store) beginWrite(ctx context.Context) (*sql.Tx, error) {
-	if s.dialect == dialectMySQL {
-		// READ COMMITTED: the dedupe lookups see rows other processes
-		// committed a moment ago, and no gap locks.
-		return s.wdb.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-	}
-	return s.wdb.BeginTx(ctx, nil) // BEGIN IMMEDIATE (see the writer DSN)
+	return s.wdb.BeginTx(ctx, nil)
 }
 
 // runTx applies ops in one transaction. On failure it returns the index of
@@ -457,6 +455,10 @@ func cleanError(err error) bool {
 // writeCaused reports errors that belong to one write (its data broke a
 // constraint) rather than to the connection or the batch as a whole.
 func writeCaused(err error) bool {
+	var fe flushError
+	if errors.As(err, &fe) {
+		return false // rows of earlier writes may be at fault
+	}
 	if cleanError(err) {
 		return true
 	}
@@ -509,8 +511,36 @@ type txn struct {
 }
 
 func (t *txn) exec(query string, args ...any) (sql.Result, error) {
+	if err := t.pending(); err != nil {
+		return nil, err
+	}
 	t.dirty = true
 	return t.tx.ExecContext(t.ctx, query, args...)
+}
+
+// queryRow runs a read inside the write, after the batch's pending messages
+// were inserted (a read must see them).
+func (t *txn) queryRow(query string, args ...any) rowScanner {
+	if err := t.pending(); err != nil {
+		return failedRow{err}
+	}
+	return t.tx.QueryRowContext(t.ctx, query, args...)
+}
+
+// failedRow is a read that could not run: Scan reports why.
+type failedRow struct{ err error }
+
+func (r failedRow) Scan(...any) error { return r.err }
+
+// pending inserts the batch's pending messages before a statement of a write.
+func (t *txn) pending() error {
+	if len(t.b.messages) == 0 {
+		return nil
+	}
+	if err := t.s.flushMessages(t.ctx, t.tx, t.b); err != nil {
+		return flushError{err}
+	}
+	return nil
 }
 
 func (t *txn) insert(query string, args ...any) (int64, error) {

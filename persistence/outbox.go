@@ -307,7 +307,9 @@ func (t *txn) outboxItem(conv *Conversation, it WriteItem, r ItemResult, previou
 	}
 	switch it.Kind {
 	case ItemInbound:
-		return t.insertOutbox(OutboxMessageReceived, conv.ID, messageReceivedData(conv, r.Message))
+		// The message's id is set at the flush: the data is made then.
+		c, m := *conv, r.Message
+		return t.insertOutboxData(OutboxMessageReceived, conv.ID, func() any { return messageReceivedData(&c, m) })
 	case ItemProviderAccepted:
 		return t.insertOutbox(OutboxMessageSent, conv.ID, messageSentData(conv, r.Message))
 	case ItemStatus:

@@ -31,13 +31,24 @@ func (t *txn) insertOutbox(typ string, conversationID int64, data any) error {
 	if err != nil {
 		return fmt.Errorf("outbox %s data: %w", typ, err)
 	}
+	t.queueOutbox(typ, conversationID, string(b), nil)
+	return nil
+}
+
+// insertOutboxData is insertOutbox with the data made at the flush (it names
+// rows whose ids are set then).
+func (t *txn) insertOutboxData(typ string, conversationID int64, data func() any) error {
+	t.queueOutbox(typ, conversationID, "", data)
+	return nil
+}
+
+func (t *txn) queueOutbox(typ string, conversationID int64, data string, lazy func() any) {
 	s := t.s
 	// Inserted with the batch's other outbox rows at its end (batch.go).
 	t.dirty = true
-	t.b.outbox = append(t.b.outbox, []any{newEventID(), typ, conversationID, s.tv(t.now), string(b), OutboxPending,
-		s.tv(t.now), s.tv(t.now.Add(s.cfg.OutboxMaxAge)), s.tv(t.now)})
+	t.b.outbox = append(t.b.outbox, pendingOutbox{data: lazy, args: []any{newEventID(), typ, conversationID, s.tv(t.now), data, OutboxPending,
+		s.tv(t.now), s.tv(t.now.Add(s.cfg.OutboxMaxAge)), s.tv(t.now)}})
 	t.outboxRows++
-	return nil
 }
 
 // outboxUpdate is the argument of an outbox state change op.
@@ -129,7 +140,7 @@ func (t *txn) update(query string, args ...any) (int64, error) {
 // outboxExists reports ErrNotFound when there is no row id (nil otherwise).
 func (t *txn) outboxExists(id int64) error {
 	var one int64
-	err := t.tx.QueryRowContext(t.ctx, `SELECT 1 FROM outbox WHERE id = ?`, id).Scan(&one)
+	err := t.queryRow(`SELECT 1 FROM outbox WHERE id = ?`, id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("outbox event %d: %w", id, ErrNotFound)
 	}

@@ -277,7 +277,7 @@ func (t *txn) createVideoCall(convID int64, contactPhone string, ch *VideoCallCh
 // lockVideoCall reads call id and locks its row until the end of the
 // transaction; sql.ErrNoRows when there is none.
 func (t *txn) lockVideoCall(id int64) (*VideoCall, error) {
-	return scanVideoCall(t.tx.QueryRowContext(t.ctx, `SELECT `+videoCallCols+` FROM video_calls vc WHERE vc.id = ?`+t.forUpdate(), id))
+	return scanVideoCall(t.queryRow(`SELECT `+videoCallCols+` FROM video_calls vc WHERE vc.id = ?`+t.forUpdate(), id))
 }
 
 // changeVideoCall applies a change (not a creation) to vc, locked by
@@ -292,7 +292,7 @@ func (t *txn) changeVideoCall(vc *VideoCall, ch *VideoCallChange) (bool, error) 
 	if j := ch.Join; j != nil {
 		// The store, not the caller, knows whether this peer joined before.
 		var one int64
-		err := t.tx.QueryRowContext(t.ctx, `SELECT 1 FROM video_call_joins WHERE video_call_id = ? AND peer_id = ? LIMIT 1`,
+		err := t.queryRow(`SELECT 1 FROM video_call_joins WHERE video_call_id = ? AND peer_id = ? LIMIT 1`,
 			vc.ID, j.PeerID).Scan(&one)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return false, err

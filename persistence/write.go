@@ -149,14 +149,14 @@ func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResu
 	var err error
 	if w.ConversationID > 0 {
 		if cached = t.b.convs[w.ConversationID]; cached == nil {
-			conv, err = scanConversation(t.tx.QueryRowContext(t.ctx,
+			conv, err = scanConversation(t.queryRow(
 				`SELECT `+conversationCols+` FROM `+conversationFrom+` WHERE c.id = ?`+t.forUpdate(), w.ConversationID))
 			if errors.Is(err, sql.ErrNoRows) {
 				return nil, fmt.Errorf("conversation %d: %w", w.ConversationID, ErrNotFound)
 			}
 		}
 	} else if cached = t.b.byKey[w.Key]; cached == nil {
-		conv, err = scanConversation(t.tx.QueryRowContext(t.ctx,
+		conv, err = scanConversation(t.queryRow(
 			`SELECT `+conversationCols+` FROM `+conversationFrom+`
 			WHERE c.channel = ? AND c.business_number = ? AND ct.phone = ?`+t.forUpdate(),
 			w.Key.Channel, w.Key.BusinessNumber, w.Key.ContactPhone))
@@ -244,7 +244,7 @@ func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResu
 func (t *txn) createConversation(w *ConversationWrite) (*Conversation, error) {
 	s := t.s
 	conv := &Conversation{Key: w.Key, AssignedRMID: w.InitialRMID, CreatedAt: t.now}
-	err := t.tx.QueryRowContext(t.ctx, `SELECT id, name, owner_rm_id, sms_opted_out FROM contacts WHERE phone = ?`+t.forUpdate(), w.Key.ContactPhone).
+	err := t.queryRow(`SELECT id, name, owner_rm_id, sms_opted_out FROM contacts WHERE phone = ?`+t.forUpdate(), w.Key.ContactPhone).
 		Scan(scanInt{&conv.ContactID}, scanStr{&conv.ContactName}, scanInt{&conv.OwnerRMID}, &conv.SMSOptedOut)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -301,11 +301,11 @@ func (t *txn) setSMSOptOut(conv *Conversation, out bool) error {
 }
 
 func (t *txn) messageBy(where string, args ...any) (*Message, error) {
-	return scanMessage(t.tx.QueryRowContext(t.ctx, `SELECT `+messageCols+` FROM messages m WHERE `+where, args...))
+	return scanMessage(t.queryRow(`SELECT `+messageCols+` FROM messages m WHERE `+where, args...))
 }
 
-// insertMessage stores m (ID set on return) and the "message" event that
-// introduces it, with seq m.Seq.
+// insertMessage queues m (its ID is set at the flush, batch.go) and the
+// "message" event that introduces it, with seq m.Seq.
 func (t *txn) insertMessage(m *Message) (*Event, error) {
 	s := t.s
 	var media, tmpl []byte
@@ -320,19 +320,21 @@ func (t *txn) insertMessage(m *Message) (*Event, error) {
 			return nil, err
 		}
 	}
-	m.ID, err = t.insert(`INSERT INTO messages (conversation_id, seq, direction, channel, type, text, media, template, payload,
-		provider_message_id, client_msg_id, rm_id, status, error, provider_ts, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		m.ConversationID, m.Seq, m.Direction, m.Channel, m.Type, m.Text, jsonArg(media), jsonArg(tmpl), jsonArg(m.Payload),
-		nullStr(m.ProviderMessageID), nullStr(m.ClientMsgID), nullID(m.RMID), m.Status, jsonArg(m.Error),
-		s.tv(m.ProviderTimestamp), s.tv(m.CreatedAt), s.tv(m.UpdatedAt))
-	if err != nil {
-		return nil, err
-	}
+	t.dirty = true
+	t.b.messages = append(t.b.messages, pendingMessage{m: m,
+		args: []any{m.ConversationID, m.Seq, m.Direction, m.Channel, m.Type, m.Text, jsonArg(media), jsonArg(tmpl), jsonArg(m.Payload),
+			nullStr(m.ProviderMessageID), nullStr(m.ClientMsgID), nullID(m.RMID), m.Status, jsonArg(m.Error),
+			s.tv(m.ProviderTimestamp), s.tv(m.CreatedAt), s.tv(m.UpdatedAt)},
+		size: len(m.Text) + len(media) + len(tmpl) + len(m.Payload) + len(m.Error) + len(m.ProviderMessageID) + len(m.ClientMsgID),
+	})
 	if m.ProviderMessageID != "" {
 		t.b.known[pidKey(m.Channel, m.ProviderMessageID)] = true
 	}
-	return t.insertEvent(m.ConversationID, m.Seq, EventMessage, m.ID, "", nil)
+	ev, err := t.insertEvent(m.ConversationID, m.Seq, EventMessage, 0, "", nil)
+	if err == nil {
+		t.b.eventMsgs[len(t.b.eventMsgs)-1] = m
+	}
+	return ev, err
 }
 
 func (t *txn) insertEvent(convID, seq int64, typ string, messageID int64, status string, detail []byte) (*Event, error) {
@@ -341,6 +343,7 @@ func (t *txn) insertEvent(convID, seq int64, typ string, messageID int64, status
 	ev := &Event{ConversationID: convID, Seq: seq, Type: typ, MessageID: messageID, Status: status,
 		Detail: cloneBytes(detail), CreatedAt: t.now}
 	t.b.events = append(t.b.events, ev)
+	t.b.eventMsgs = append(t.b.eventMsgs, nil)
 	return ev, nil
 }
 
@@ -469,7 +472,7 @@ func (t *txn) status(conv *Conversation, st *StatusChange) (ItemResult, error) {
 		return ItemResult{Duplicate: true}, err
 	}
 	var one int64
-	err = t.tx.QueryRowContext(t.ctx, `SELECT 1 FROM status_history WHERE message_id = ? AND status = ?`, m.ID, st.Status).
+	err = t.queryRow(`SELECT 1 FROM status_history WHERE message_id = ? AND status = ?`, m.ID, st.Status).
 		Scan(&one)
 	if err == nil {
 		return ItemResult{Duplicate: true, Message: m}, nil

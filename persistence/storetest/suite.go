@@ -59,6 +59,7 @@ func RunConfig(t *testing.T, open Opener) {
 		{name: "Unicode", fn: testUnicode},
 		{name: "ManyConversationsInFlight", fn: testManyConversations},
 		{name: "FailingWriteFailsAlone", fn: testFailingWriteAlone},
+		{name: "SameBatchSeesItsOwnMessages", cfg: testSameBatchMessages},
 		{name: "ConcurrentWriters", fn: testConcurrentWriters},
 		{name: "ContextCancelled", fn: testContextCancelled},
 		{name: "CloseDrains", fn: testCloseDrains},
@@ -1294,6 +1295,110 @@ func testFailingWriteAlone(t *testing.T, s persistence.Store) {
 		if _, err := s.MessageByProviderID(ctx, fmt.Sprintf("wamid.GOOD%d", i)); err != nil {
 			t.Fatalf("good write %d not stored: %v", i, err)
 		}
+	}
+}
+
+// testSameBatchMessages: messages are inserted together at the end of a
+// batch, yet a later write of the same batch sees them (a redelivery and a
+// double click are duplicates of the message stored a moment before), and
+// events and CRM data carry the ids the messages got.
+func testSameBatchMessages(t *testing.T, open Opener) {
+	type report struct {
+		n   int
+		err error
+	}
+	batches := make(chan report, 8)
+	s := open(t, func(c *persistence.Config) {
+		c.BatchMaxRows = 6
+		c.BatchMaxWait = time.Hour // a batch is exactly six writes
+		c.Outbox = true
+		c.OnBatch = func(n int, _ time.Duration, err error) { batches <- report{n, err} }
+	})
+	ctx := ctxT(t)
+	k := key(950)
+	ws := []*persistence.ConversationWrite{
+		{Key: k, Items: []persistence.WriteItem{inbound("wamid.SB1", "first"), inbound("wamid.SB2", "second")}},
+		{Key: k, LastSeq: 2, Items: []persistence.WriteItem{inbound("wamid.SB1", "redelivered")}},
+		{Key: k, LastSeq: 2, Items: []persistence.WriteItem{outbound("sb-1", "reply", 0)}},
+		{Key: k, LastSeq: 3, Items: []persistence.WriteItem{outbound("sb-1", "double click", 0), inbound("wamid.SB3", "third")}},
+		{Key: key(951), Items: []persistence.WriteItem{inbound("wamid.SB2", "same id, other contact"), inbound("wamid.SB5", "new")}},
+		{Key: key(952), Items: []persistence.WriteItem{inbound("wamid.SB4", "elsewhere")}},
+	}
+	_, res, errs := submitAll(t, s, ws)
+	// One transaction for all: not a failed batch retried write by write.
+	if r := <-batches; r.n != len(ws) || r.err != nil {
+		t.Fatalf("the writes went in a batch of %d (error %v), want all %d in one transaction", r.n, r.err, len(ws))
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	first, second := res[0].Items[0].Message, res[0].Items[1].Message
+	if first.ID == 0 || second.ID != first.ID+1 {
+		t.Fatalf("message ids %d, %d", first.ID, second.ID)
+	}
+	if r := res[1].Items[0]; !r.Duplicate || r.Message.ID != first.ID || r.Message.Text != "first" {
+		t.Fatalf("redelivery in the same batch: %+v %+v", r, r.Message)
+	}
+	reply := res[2].Items[0].Message
+	if r := res[3].Items[0]; !r.Duplicate || r.Message.ID != reply.ID || r.Message.Text != "reply" {
+		t.Fatalf("double click in the same batch: %+v %+v", r, r.Message)
+	}
+	// Provider ids are unique per channel: another contact's copy is one too.
+	if r := res[4].Items[0]; !r.Duplicate || r.Message.ID != second.ID {
+		t.Fatalf("provider id of the same batch from another contact: %+v %+v", r, r.Message)
+	}
+	// Each message event names its own message, in seq order.
+	evs, err := s.ConversationEvents(ctx, res[0].Conversation.ID, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"first", "second", "reply", "third"}
+	if len(evs) != len(want) {
+		t.Fatalf("%d events, want %d", len(evs), len(want))
+	}
+	for i, ev := range evs {
+		if ev.Seq != int64(i+1) || ev.Message == nil || ev.MessageID != ev.Message.ID || ev.Message.Text != want[i] {
+			t.Fatalf("event %d: seq %d, message id %d, message %+v", i, ev.Seq, ev.MessageID, ev.Message)
+		}
+		if i < 2 {
+			if r := res[0].Items[i]; r.Event.ID != ev.ID || r.Event.MessageID != ev.MessageID {
+				t.Fatalf("result event %+v, stored %+v", r.Event, ev.Event)
+			}
+		}
+	}
+	for _, pid := range []string{"wamid.SB1", "wamid.SB3", "wamid.SB4", "wamid.SB5"} {
+		m, err := s.MessageByProviderID(ctx, pid)
+		if err != nil {
+			t.Fatalf("%s: %v", pid, err)
+		}
+		if pid == "wamid.SB1" && m.ID != first.ID {
+			t.Fatalf("%s stored as %d, reported %d", pid, m.ID, first.ID)
+		}
+	}
+	// The CRM's message.received rows carry the ids the messages got (the
+	// head of each conversation: its oldest row).
+	got := map[string]bool{}
+	for _, h := range heads(t, outboxOf(t, s), later(), 100) {
+		var d struct {
+			Message struct {
+				ID                int64  `json:"id"`
+				Text              string `json:"text"`
+				ProviderMessageID string `json:"provider_message_id"`
+			} `json:"message"`
+		}
+		if err := json.Unmarshal(h.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		m, err := s.MessageByID(ctx, d.Message.ID)
+		if h.Type != persistence.OutboxMessageReceived || err != nil || m.Text != d.Message.Text || m.ConversationID != h.ConversationID {
+			t.Fatalf("outbox head %s names message %d (%q): %+v %v", h.Type, d.Message.ID, d.Message.Text, m, err)
+		}
+		got[d.Message.ProviderMessageID] = true
+	}
+	if len(got) != 3 || !got["wamid.SB1"] || !got["wamid.SB4"] || !got["wamid.SB5"] {
+		t.Fatalf("outbox heads for %v, want wamid.SB1, SB4, SB5", got)
 	}
 }
 
