@@ -417,21 +417,9 @@ func (a *conversationActor) initialAssignee() int64 {
 	if c, err := store.ContactByPhone(ctx, a.key.ContactPhone); err == nil && c.OwnerRMID != 0 {
 		return c.OwnerRMID
 	}
-	online := a.sys.router.OnlineRMs()
-	if len(online) == 0 {
-		return 0
-	}
-	counts, err := store.OpenConversationCounts(ctx, online)
+	best, err := a.sys.load.pick(ctx, a.sys.router.OnlineRMs())
 	if err != nil {
 		a.log.Warn().Err(err).Msg("open conversation counts")
-		counts = nil
-	}
-	best, bestN := int64(0), int64(-1)
-	for _, id := range online {
-		n := counts[id]
-		if bestN < 0 || n < bestN || (n == bestN && id < best) {
-			best, bestN = id, n
-		}
 	}
 	return best
 }

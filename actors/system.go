@@ -59,6 +59,7 @@ type System struct {
 
 	convKeys sync.Map // conversation id -> persistence.ConversationKey (immutable)
 	stats    actorStats
+	load     rmLoad // open conversations per RM, for initial assignment
 
 	faultHook   func(persistence.ConversationKey) // tests: called before an inbound item is handled
 	passivated  func(persistence.ConversationKey) // tests: called when a conversation actor passivates
@@ -76,6 +77,7 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	}
 	s := &System{opts: opts}
 	s.stats.init()
+	s.load.counts, s.load.now = opts.Store.OpenConversationCounts, s.now
 	plog := opts.Log.With().Str("component", "protoactor").Logger()
 	s.actors = newActorSystem(opts.MeterProvider, actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(&zerologHandler{log: plog})
