@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -141,10 +142,22 @@ func childServeNaive(args []string) {
 
 // measured runs l against a child, taking the child's CPU over the
 // measured window and its RSS at the end.
-func measured(c *child, l *load) (loadResult, float64, float64) {
+func measured(o *opts, c *child, l *load, label string) (loadResult, float64, float64) {
 	var w window
-	l.atMeasure = func() { w = startWindow(c.pid()) }
+	var prof chan error
+	l.atMeasure = func() {
+		w = startWindow(c.pid())
+		if o.profile != "" && c.name == urvaChildName {
+			prof = make(chan error, 1)
+			go func() { prof <- c.cpuProfile(l.duration, filepath.Join(o.profile, label+".pprof")) }()
+		}
+	}
 	r := l.run(context.Background())
+	if prof != nil {
+		if err := <-prof; err != nil {
+			fmt.Fprintf(os.Stderr, "urva-load: profile of %s: %v\n", label, err)
+		}
+	}
 	return r, w.cores(), float64(procRSS(c.pid())) / (1 << 20)
 }
 
@@ -161,7 +174,7 @@ func runCeiling(o *opts) ([]Result, error) {
 	}
 	defer c.stop()
 	row := Result{Variant: "no-op fasthttp", Server: "child: urva-load serve-noop"}
-	r, cores, rss := measured(c, webhookLoad(o, c.addr))
+	r, cores, rss := measured(o, c, webhookLoad(o, c.addr), "ceiling")
 	r.fill(&row)
 	row.ServerCPU, row.RSSMB = cores, rss
 	row.Note = appendNote(fmt.Sprintf("%d conns", o.conns), row.Note)
@@ -186,7 +199,7 @@ func runIngest(o *opts, driver string) ([]Result, error) {
 		return nil, err
 	}
 	row := Result{Variant: driver, Server: "child: bin/urva serve"}
-	r, cores, rss := measured(c, webhookLoad(o, c.addr))
+	r, cores, rss := measured(o, c, webhookLoad(o, c.addr), "ingest-"+driver)
 	if err := c.stop(); err != nil {
 		return nil, err
 	}
@@ -223,7 +236,7 @@ func runNaive(o *opts) ([]Result, error) {
 		return nil, err
 	}
 	row := Result{Variant: "net/http+json+INSERT, mysql", Server: "child: urva-load serve-naive"}
-	r, cores, rss := measured(c, webhookLoad(o, c.addr))
+	r, cores, rss := measured(o, c, webhookLoad(o, c.addr), "naive")
 	if err := c.stop(); err != nil {
 		return nil, err
 	}

@@ -37,6 +37,7 @@ type opts struct {
 	scenarios string
 	keep      bool
 	verbose   bool
+	profile   string // directory for the servers' CPU profiles
 }
 
 func (o *opts) register(fs *flag.FlagSet) {
@@ -56,6 +57,7 @@ func (o *opts) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.scenarios, "scenarios", "ceiling,ingest-sqlite,ingest-mysql,naive,outbound,e2e,idle,turn", "suite: the scenarios to run, in order")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench databases and directories")
 	fs.BoolVar(&o.verbose, "v", false, "show the servers' logs")
+	fs.StringVar(&o.profile, "profile", "", "directory: write a CPU profile of each urva server over its measured window (<scenario>.pprof)")
 }
 
 func envOr(k, def string) string {

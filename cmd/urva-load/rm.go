@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -308,7 +309,7 @@ func runE2E(o *opts) ([]Result, error) {
 		l.text = func(seq int64, intended time.Time) string {
 			return e2ePrefix + strconv.FormatInt(intended.UnixNano(), 10)
 		}
-		r, cores, rss := measured(c, l)
+		r, cores, rss := measured(o, c, l, fmt.Sprintf("e2e-%s-%d", o.driver, rate))
 		// Frames still on their way.
 		deadline := time.Now().Add(5 * time.Second)
 		for received.Load() < r.ok && time.Now().Before(deadline) {
@@ -423,6 +424,14 @@ func runIdle(o *opts) ([]Result, error) {
 	took := time.Since(begin)
 	time.Sleep(3 * time.Second) // the server settles (resume wait, buffers)
 	after := procRSS(c.pid())
+	if o.profile != "" {
+		// What the sockets hold: the heap and every goroutine's stack.
+		for what, file := range map[string]string{"heap": "idle-heap.pprof", "goroutine": "idle-goroutine.pprof"} {
+			if err := c.pprof(what, filepath.Join(o.profile, file)); err != nil {
+				fmt.Fprintf(os.Stderr, "urva-load: %s profile: %v\n", what, err)
+			}
+		}
+	}
 	row := Result{Variant: fmt.Sprintf("%d sockets, %d sources, %s", opened, srcs, o.driver), Server: "child: bin/urva serve", OK: int64(opened)}
 	row.RSSMB = float64(after) / (1 << 20)
 	if opened > 0 {

@@ -225,7 +225,7 @@ log:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	c, err := startChild(o, "urva serve", addr, bin, "serve", "--config", path)
+	c, err := startChild(o, urvaChildName, addr, bin, "serve", "--config", path)
 	if c != nil {
 		c.turnAddr = uc.turnListen
 	}
@@ -316,4 +316,43 @@ func (w window) cores() float64 {
 		return 0
 	}
 	return (procCPU(w.pid) - w.cpu0) / d
+}
+
+// urvaChildName names the bin/urva serve child (the one with /debug/pprof).
+const urvaChildName = "urva serve"
+
+// cpuProfile fetches a CPU profile of d from the server's /debug/pprof and
+// writes it to path.
+func (c *child) cpuProfile(d time.Duration, path string) error {
+	secs := max(1, int(d.Round(time.Second)/time.Second))
+	return c.pprof(fmt.Sprintf("profile?seconds=%d", secs), path)
+}
+
+// pprof fetches /debug/pprof/<what> from the server and writes it to path.
+func (c *child) pprof(what, path string) error {
+	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/%s", c.addr, what), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+benchAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
