@@ -1,85 +1,130 @@
 package actors
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
-// frameWriter is a socket's only writer: a goroutine that takes queued
-// frames in order and writes them in batches. The queue is bounded: an
-// owner whose client cannot keep up finds it full and cuts the socket.
+// frameWriter is a socket's only writer: frames are written in the order
+// they were queued, in batches, by a goroutine that exists only while there
+// is something to write (an idle socket holds no writer goroutine and no
+// queue). The queue is bounded: an owner whose client cannot keep up finds
+// it full and cuts the socket.
 type frameWriter struct {
-	conn        Conn
-	out         chan []byte
-	closeReason string // set before out is closed: close the socket after the last frame
+	conn Conn
+	max  int
+	room chan struct{} // capacity 1: "the writer took frames"
+
+	mu          sync.Mutex
+	queue       [][]byte
+	running     bool // a writer goroutine is on its way
+	stopped     bool
+	failed      bool   // a write failed: the socket is being closed, frames are dropped
+	closeReason string // set with closeAfter: close the socket after the last frame
 	closeAfter  bool
 }
 
+// writeBatch caps the frames of one WriteFrames call.
+const writeBatch = 64
+
 func newFrameWriter(conn Conn, queue int) *frameWriter {
-	w := &frameWriter{conn: conn, out: make(chan []byte, max(1, queue))}
-	go w.run()
-	return w
+	return &frameWriter{conn: conn, max: max(1, queue), room: make(chan struct{}, 1)}
 }
 
-// enqueue queues a frame; false when the queue is full.
+// enqueue queues a frame; false when the queue is full. After a failed
+// write (the socket is closing) or stop, frames are accepted and dropped.
 func (w *frameWriter) enqueue(frame []byte) bool {
-	select {
-	case w.out <- frame:
+	w.mu.Lock()
+	if w.failed || w.stopped {
+		w.mu.Unlock()
 		return true
-	default:
+	}
+	if len(w.queue) >= w.max {
+		w.mu.Unlock()
 		return false
 	}
+	w.queue = append(w.queue, frame)
+	start := !w.running
+	w.running = true
+	w.mu.Unlock()
+	if start {
+		go w.run()
+	}
+	return true
 }
 
 // enqueueWait queues a frame, waiting for room until timer fires (it is
 // reset first to replayWriteTimeout); false when it fired.
 func (w *frameWriter) enqueueWait(frame []byte, timer *time.Timer) bool {
 	timer.Reset(replayWriteTimeout)
-	select {
-	case w.out <- frame:
-		return true
-	case <-timer.C:
-		return false
+	for !w.enqueue(frame) {
+		select {
+		case <-w.room:
+		case <-timer.C:
+			return false
+		}
 	}
+	return true
 }
 
 // capacity is the queue's size.
-func (w *frameWriter) capacity() int { return cap(w.out) }
+func (w *frameWriter) capacity() int { return w.max }
 
-// stop ends the goroutine once it has written what is queued. The owner
-// calls it once, and enqueues nothing after it.
-func (w *frameWriter) stop() { close(w.out) }
+// queued is the number of frames waiting to be written.
+func (w *frameWriter) queued() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue)
+}
+
+// stop lets the writer finish what is queued. The owner calls it (or
+// stopAndClose) once, and enqueues nothing after it.
+func (w *frameWriter) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+}
 
 // stopAndClose is stop, and the socket is closed with reason once what is
 // queued has been written.
 func (w *frameWriter) stopAndClose(reason string) {
-	w.closeReason, w.closeAfter = reason, true
-	close(w.out)
+	w.mu.Lock()
+	w.stopped, w.closeReason, w.closeAfter = true, reason, true
+	start := !w.running
+	w.running = true
+	w.mu.Unlock()
+	if start {
+		go w.run() // nothing queued: it closes at once, off the owner's goroutine
+	}
 }
 
 func (w *frameWriter) run() {
-	defer func() {
-		if w.closeAfter { // written before out was closed
-			w.conn.Close(w.closeReason)
-		}
-	}()
-	batch := make([][]byte, 0, 64)
-	for f := range w.out {
-		batch = append(batch[:0], f)
-	more:
-		for len(batch) < cap(batch) {
-			select {
-			case g, ok := <-w.out:
-				if !ok {
-					break more
-				}
-				batch = append(batch, g)
-			default:
-				break more
+	for {
+		w.mu.Lock()
+		if len(w.queue) == 0 || w.failed {
+			w.queue = nil // an idle socket keeps no queue
+			w.running = false
+			closeNow := w.closeAfter && !w.failed
+			w.closeAfter = false
+			w.mu.Unlock()
+			if closeNow {
+				w.conn.Close(w.closeReason)
 			}
+			return
+		}
+		n := min(len(w.queue), writeBatch)
+		batch := w.queue[:n:n]
+		w.queue = w.queue[n:]
+		w.mu.Unlock()
+		select {
+		case w.room <- struct{}{}:
+		default:
 		}
 		if err := w.conn.WriteFrames(batch); err != nil {
 			w.conn.Close("write failed")
-			for range w.out { // drain until the owner stops
-			}
-			return
+			w.mu.Lock()
+			w.failed = true
+			w.mu.Unlock()
 		}
 	}
 }

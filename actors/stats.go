@@ -332,7 +332,7 @@ func (r *actorRec) depth() int64 {
 		n = int64(m.mb.UserMessageCount())
 	}
 	if w := r.frames.Load(); w != nil {
-		n += int64(len(w.out))
+		n += int64(w.queued())
 	}
 	return n
 }
@@ -485,7 +485,7 @@ func (s *sessionActor) snapshot(c ActorCounters) any {
 	out := RMSessionSnapshot{RMID: s.p.RMID, Supervisor: s.p.Supervisor(), AwaitingResume: s.awaiting,
 		HeldEvents: len(s.held), Closed: s.closed, ActorCounters: c}
 	if s.out != nil {
-		out.QueuedFrames, out.QueueCapacity = len(s.out.out), s.out.capacity()
+		out.QueuedFrames, out.QueueCapacity = s.out.queued(), s.out.capacity()
 	}
 	return out
 }
@@ -505,7 +505,7 @@ func (a *videoActor) snapshot(c ActorCounters) any {
 		s.ConversationID = a.call.ConversationID
 	}
 	for _, p := range a.peers {
-		s.Participants = append(s.Participants, VideoParticipant{PeerID: p.id, RMID: p.rmID, QueuedFrames: len(p.w.out)})
+		s.Participants = append(s.Participants, VideoParticipant{PeerID: p.id, RMID: p.rmID, QueuedFrames: p.w.queued()})
 	}
 	slices.SortFunc(s.Participants, func(x, y VideoParticipant) int { return cmp.Compare(x.PeerID, y.PeerID) })
 	return s

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"urva/actors/msg"
+	"urva/internal/logfields"
 	"urva/persistence"
 )
 
@@ -399,7 +400,7 @@ type Session struct {
 // read from the socket to Session.Receive and calls Session.Close when the
 // socket ends. An RM coming online takes conversations waiting unassigned.
 func (s *System) Connect(p Principal, conn Conn) *Session {
-	log := s.opts.Log.With().Str("actor", "rm_session").Int64("rm_id", p.RMID).Logger()
+	log := logfields.With(s.opts.Log, logfields.Str("actor", "rm_session"), logfields.Int64("rm_id", p.RMID))
 	pid := s.root.SpawnPrefix(s.instrumentedProps(kRMSession, &actorRec{}, func() actor.Actor {
 		return &sessionActor{sys: s, p: p, conn: conn, log: log}
 	}), fmt.Sprintf("rm_session/%d/", p.RMID))

@@ -33,6 +33,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"urva/actors"
+	"urva/internal/logfields"
 	"urva/persistence"
 	"urva/transport/auth"
 	"urva/transport/sandbox"
@@ -100,7 +101,7 @@ type SocketOptions struct {
 	ReadTimeout   time.Duration // no frame nor pong for this long ends the socket (default 75s)
 	WriteTimeout  time.Duration // deadline for writing one batch of frames (default 10s)
 	MaxFrameBytes int64         // largest frame accepted from a client (default 64 KiB)
-	BufferBytes   int           // websocket read and write buffer sizes (default 4 KiB)
+	BufferBytes   int           // websocket write buffer size, taken from a pool for each write (default 4 KiB)
 }
 
 // Route is an extra endpoint mounted next to the built-in ones.
@@ -187,6 +188,7 @@ type Options struct {
 const (
 	DefaultMaxBodyBytes = 4 << 20
 	connBufferBytes     = 4 << 10
+	wsReadBufferBytes   = 512
 )
 
 // Server is the HTTP server.
@@ -296,8 +298,13 @@ func New(o Options) *Server {
 		s.drainLimit = 1 << 20
 	}
 	s.upgrader = &websocket.FastHTTPUpgrader{
-		ReadBufferSize:  so.BufferBytes,
+		// What a socket holds while idle is its cost at scale (tens of
+		// thousands of RMs): the write buffer comes from a pool for the
+		// duration of a write, and the read buffer is small (clients send
+		// small frames; a larger one is read through it in pieces).
+		ReadBufferSize:  wsReadBufferBytes,
 		WriteBufferSize: so.BufferBytes,
+		WriteBufferPool: &sync.Pool{},
 		// Sockets authenticate with a token, not a cookie, so a foreign
 		// origin gains nothing: accept any.
 		CheckOrigin: func(*fasthttp.RequestCtx) bool { return true },
@@ -319,7 +326,11 @@ func New(o Options) *Server {
 		WriteTimeout:                 o.WriteTimeout,
 		IdleTimeout:                  o.IdleTimeout,
 		CloseOnShutdown:              true,
-		Logger:                       fasthttpLogger{o.Log},
+		// Upgraded sockets close their connections themselves (ws.go):
+		// their handlers return early so that idle sockets hold no
+		// request context.
+		KeepHijackedConns: true,
+		Logger:            fasthttpLogger{o.Log},
 	}
 	return s
 }
@@ -480,7 +491,7 @@ func (s *Server) isShuttingDown() bool {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	c := &call{ctx: ctx, id: s.requestID(ctx)}
-	c.log = s.log.With().Str("request_id", c.id).Logger()
+	c.log = logfields.With(s.log, logfields.Str("request_id", c.id))
 	ctx.Response.Header.Set("X-Request-Id", c.id)
 	method := string(ctx.Method())
 	path := string(ctx.Path())

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"urva/actors"
+	"urva/internal/logfields"
 	"urva/persistence"
 	"urva/transport/auth"
 	"urva/transport/turn"
@@ -326,7 +327,7 @@ func (s *Server) videoSocket(c *call) {
 	if p, ok := s.principal(c, false); ok {
 		rmID = p.RMID
 	}
-	log := c.log.With().Int64("video_call_id", id).Str("peer", peer).Logger()
+	log := logfields.With(s.log, logfields.Str("request_id", c.id), logfields.Int64("video_call_id", id), logfields.Str("peer", peer))
 	so := s.opts.Socket
 	err = s.upgrader.Upgrade(c.ctx, func(ws *websocket.Conn) {
 		if code != "" {

@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"urva/actors"
+	"urva/internal/logfields"
 )
 
 // Close codes the server sends on the RM socket.
@@ -40,7 +41,7 @@ func (s *Server) socket(c *call) {
 	}
 	// Everything the socket needs is taken here: after Upgrade returns the
 	// request context belongs to fasthttp again.
-	log := c.log.With().Int64("rm_id", p.RMID).Logger()
+	log := logfields.With(s.log, logfields.Str("request_id", c.id), logfields.Int64("rm_id", p.RMID))
 	so := s.opts.Socket
 	// ?cursor= resumes at once, without waiting for a resume frame.
 	var resume []byte
@@ -58,42 +59,61 @@ func (s *Server) socket(c *call) {
 // serveSocket runs one upgraded socket (socket names it in metrics) until
 // it ends: start makes the session the frames read go to, first (when not
 // nil) is handed to it as if the client had sent it.
+//
+// It runs on the goroutine fasthttp hijacked the connection on, and returns
+// once the session started: the socket's frames are then read by a goroutine
+// of its own, started with a shallow stack, and fasthttp takes back its
+// request context (the server keeps hijacked connections open). What an idle
+// socket holds is that goroutine, its buffers and its session.
 func (s *Server) serveSocket(socket string, ws *websocket.Conn, so SocketOptions, log zerolog.Logger, start func(*wsConn) Session, first []byte) {
 	w := &wsConn{ws: ws, so: so, closed: make(chan struct{}), log: log}
-	defer ws.Close()
-	// Runs before ws.Close: once this handler returns fasthttp recycles the
-	// connection, so the session's late Close or WriteFrames must not touch it.
-	defer w.release()
+	// The session's late Close or WriteFrames must not touch a connection
+	// that was closed: release first.
+	end := func() {
+		w.release()
+		_ = ws.Close()
+	}
 	if !s.register(w) {
 		w.closeWith(websocket.CloseGoingAway, "server shutting down")
 		drain(ws)
+		end()
 		return
 	}
-	defer s.unregister(w)
 	s.socketOpened(socket)
-	defer s.socketClosed(socket)
-
 	sess, err := connect(start, w)
 	if err != nil || sess == nil {
 		log.Error().Err(err).Msg("socket session not started")
 		w.closeWith(websocket.CloseTryAgainLater, "temporarily unavailable")
 		drain(ws)
+		s.socketClosed(socket)
+		s.unregister(w)
+		end()
 		return
 	}
 	log.Info().Msg("socket connected")
 	if first != nil {
 		receive(sess, first, log)
 	}
-
 	ws.SetReadLimit(so.MaxFrameBytes)
 	w.extendRead()
 	ws.SetPongHandler(func(string) error { w.extendRead(); return nil })
-	var readErr error
+	go func() {
+		defer end()
+		defer s.unregister(w)
+		defer s.socketClosed(socket)
+		readErr := w.readFrames(sess, log)
+		w.markClosed()
+		endSession(sess, log)
+		log.Info().AnErr("reason", readErr).Msg("socket closed")
+	}()
+}
+
+// readFrames hands the client's text frames to sess until the socket ends.
+func (w *wsConn) readFrames(sess Session, log zerolog.Logger) error {
 	for {
-		mt, data, err := ws.ReadMessage()
+		mt, data, err := w.ws.ReadMessage()
 		if err != nil {
-			readErr = err
-			break
+			return err
 		}
 		w.extendRead()
 		if mt != websocket.TextMessage || w.isClosed() {
@@ -101,9 +121,6 @@ func (s *Server) serveSocket(socket string, ws *websocket.Conn, so SocketOptions
 		}
 		receive(sess, data, log)
 	}
-	w.markClosed()
-	endSession(sess, log)
-	log.Info().AnErr("reason", readErr).Msg("socket closed")
 }
 
 // connect calls start, turning a panic into an error.

@@ -1,0 +1,173 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// gateConn is a socket whose writes wait for the test: each WriteFrames
+// call reports its frames on writes and returns what release sends.
+type gateConn struct {
+	writes  chan []string
+	release chan error
+	closed  chan string
+}
+
+func newGateConn() *gateConn {
+	return &gateConn{writes: make(chan []string, 100), release: make(chan error), closed: make(chan string, 2)}
+}
+
+func (c *gateConn) WriteFrames(frames [][]byte) error {
+	var got []string
+	for _, f := range frames {
+		got = append(got, string(f))
+	}
+	c.writes <- got
+	return <-c.release
+}
+
+func (c *gateConn) Close(reason string) { c.closed <- reason }
+
+func (c *gateConn) write(t *testing.T) []string {
+	t.Helper()
+	select {
+	case w := <-c.writes:
+		return w
+	case <-time.After(wait):
+		t.Fatal("no write")
+		return nil
+	}
+}
+
+// expect reads the next write and checks its frames.
+func (c *gateConn) expect(t *testing.T, want string) {
+	t.Helper()
+	if got := fmt.Sprint(c.write(t)); got != want {
+		t.Fatalf("write %s, want %s", got, want)
+	}
+}
+
+// idle waits until the writer has no goroutine and no queue.
+func idle(t *testing.T, w *frameWriter) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		w.mu.Lock()
+		done := !w.running && w.queue == nil
+		w.mu.Unlock()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writer did not go idle")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestFrameWriterOrderBoundAndIdle(t *testing.T) {
+	c := newGateConn()
+	w := newFrameWriter(c, 3)
+	idle(t, w) // nothing runs before the first frame
+	if !w.enqueue([]byte("a")) {
+		t.Fatal("first frame refused")
+	}
+	c.expect(t, "[a]")
+	// While "a" is being written, three more fit and a fourth does not.
+	for _, f := range []string{"b", "c", "d"} {
+		if !w.enqueue([]byte(f)) {
+			t.Fatalf("frame %s refused", f)
+		}
+	}
+	if w.enqueue([]byte("e")) {
+		t.Fatal("a fourth queued frame was accepted with capacity 3")
+	}
+	if w.queued() != 3 {
+		t.Fatalf("queued %d", w.queued())
+	}
+	c.release <- nil
+	c.expect(t, "[b c d]")
+	c.release <- nil
+	idle(t, w)
+	// The writer starts again for the next frame.
+	w.enqueue([]byte("f"))
+	c.expect(t, "[f]")
+	c.release <- nil
+	idle(t, w)
+}
+
+func TestFrameWriterWaitsForRoom(t *testing.T) {
+	c := newGateConn()
+	w := newFrameWriter(c, 1)
+	w.enqueue([]byte("a"))
+	c.write(t)
+	w.enqueue([]byte("b")) // fills the queue while "a" is written
+	done := make(chan bool)
+	go func() {
+		timer := time.NewTimer(time.Hour)
+		defer timer.Stop()
+		done <- w.enqueueWait([]byte("c"), timer)
+	}()
+	c.release <- nil // "a" written: the writer takes "b", making room for "c"
+	c.expect(t, "[b]")
+	if !<-done {
+		t.Fatal("enqueueWait gave up although room was made")
+	}
+	c.release <- nil
+	c.expect(t, "[c]")
+	c.release <- nil
+	idle(t, w)
+}
+
+func TestFrameWriterCloseAfterLastFrame(t *testing.T) {
+	c := newGateConn()
+	w := newFrameWriter(c, 8)
+	w.enqueue([]byte("a"))
+	c.write(t)
+	w.enqueue([]byte("b"))
+	w.stopAndClose("bye")
+	select {
+	case r := <-c.closed:
+		t.Fatalf("closed (%s) before the queued frames were written", r)
+	default:
+	}
+	c.release <- nil
+	c.expect(t, "[b]")
+	c.release <- nil
+	if r := <-c.closed; r != "bye" {
+		t.Fatalf("closed with %q", r)
+	}
+	idle(t, w)
+	if !w.enqueue([]byte("late")) || w.queued() != 0 {
+		t.Fatal("a frame after stop was queued")
+	}
+	// Nothing queued: stopAndClose closes at once.
+	c2 := newGateConn()
+	newFrameWriter(c2, 8).stopAndClose("now")
+	if r := <-c2.closed; r != "now" {
+		t.Fatalf("closed with %q", r)
+	}
+}
+
+func TestFrameWriterFailedWriteClosesAndDrops(t *testing.T) {
+	c := newGateConn()
+	w := newFrameWriter(c, 8)
+	w.enqueue([]byte("a"))
+	c.write(t)
+	w.enqueue([]byte("b"))
+	c.release <- errors.New("broken pipe")
+	if r := <-c.closed; r != "write failed" {
+		t.Fatalf("closed with %q", r)
+	}
+	idle(t, w)
+	if !w.enqueue([]byte("c")) || w.queued() != 0 {
+		t.Fatal("a frame after a failed write was queued")
+	}
+	select {
+	case got := <-c.writes:
+		t.Fatalf("written after the failure: %v", got)
+	default:
+	}
+}
