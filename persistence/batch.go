@@ -21,7 +21,7 @@ import (
 //     seqIDs); a statement a write runs itself first inserts the pending
 //     messages (txn.pending), so that its reads see them;
 //   - webhook log rows (one multi-row INSERT) and webhook outcomes (one
-//     UPDATE ... CASE id), written after them in that order.
+//     UPDATE per distinct outcome), written after them in that order.
 //
 // Pending rows are flushed before any op that is neither a conversation
 // write nor a webhook log op (it reads the database directly), and before
@@ -428,23 +428,26 @@ func (s *store) flushWebhooks(ctx context.Context, tx *sql.Tx, b *batchState) er
 		ups = append(ups, o)
 	}
 	b.outcomes = b.outcomes[:0]
-	for len(ups) > 0 {
-		n := chunk(len(ups), func(i int) int { return len(ups[i].outcome) })
-		var q strings.Builder
-		args := make([]any, 0, 3*n)
-		q.WriteString(`UPDATE webhook_log SET outcome = CASE id`)
-		for _, o := range ups[:n] {
-			q.WriteString(` WHEN ? THEN ?`)
-			args = append(args, o.id, o.outcome)
+	// One UPDATE per outcome (nearly every webhook of a batch ends
+	// "processed"), not a CASE over every row.
+	var order []string
+	byOutcome := map[string][]any{}
+	for _, o := range ups {
+		if _, ok := byOutcome[o.outcome]; !ok {
+			order = append(order, o.outcome)
 		}
-		q.WriteString(` END WHERE id IN (` + placeholders(n) + `)`)
-		for _, o := range ups[:n] {
-			args = append(args, o.id)
+		byOutcome[o.outcome] = append(byOutcome[o.outcome], o.id)
+	}
+	for _, outcome := range order {
+		ids := byOutcome[outcome]
+		for len(ids) > 0 {
+			n := min(len(ids), flushChunk)
+			args := append([]any{outcome}, ids[:n]...)
+			if _, err := tx.ExecContext(ctx, `UPDATE webhook_log SET outcome = ? WHERE id IN (`+placeholders(n)+`)`, args...); err != nil {
+				return err
+			}
+			ids = ids[n:]
 		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-			return err
-		}
-		ups = ups[n:]
 	}
 	return nil
 }

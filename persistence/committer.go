@@ -20,9 +20,10 @@ import (
 // outbox state changes, call recording paths, video calls between RMs) is
 // queued as an op. One committer goroutine takes up to BatchMaxRows ops,
 // waiting at most BatchMaxWait after the first one arrived, applies them all
-// in ONE transaction and then calls their completions in queue order. With a
-// single committer, commit order is queue order and event ids (the socket
-// cursor) grow in commit order.
+// in ONE transaction and then calls their completions in queue order (on a
+// goroutine of their own, batch after batch, while the next batch is
+// applied). With a single committer, commit order is queue order and event
+// ids (the socket cursor) grow in commit order.
 //
 // A write that fails before it changed anything (stale seq, unknown
 // conversation, invalid input) fails alone and the batch goes on. Any other
@@ -179,14 +180,32 @@ func (c *committer) close() {
 	<-c.stopped
 }
 
+// completionQueue is how many committed batches may wait for their
+// completions before the committer waits for them.
+const completionQueue = 16
+
 func (c *committer) run() {
 	defer close(c.stopped)
+	// Completions (the callers' callbacks: actor messages, socket fan-out)
+	// run on a goroutine of their own, in commit order, so that the next
+	// batch goes to the database meanwhile.
+	committed := make(chan []*op, completionQueue)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for batch := range committed {
+			c.s.finishBatch(batch)
+		}
+	}()
 	for {
 		batch := c.next()
 		if batch == nil {
+			close(committed)
+			<-finished
 			return
 		}
 		c.s.commitBatch(batch)
+		committed <- batch
 	}
 }
 
@@ -239,10 +258,8 @@ func (c *committer) next() []*op {
 	return batch
 }
 
-// commitBatch applies batch (see the comment at the top of this file), then
-// reports to OnBatch, calls OnOutbox when committed writes touched the
-// outbox, and calls the completions in queue order (so a caller that waited
-// for its write knows OnOutbox already ran).
+// commitBatch applies batch (see the comment at the top of this file) and
+// reports it to OnBatch.
 func (s *store) commitBatch(batch []*op) {
 	start := time.Now()
 	err := s.applyBatch(batch)
@@ -252,6 +269,12 @@ func (s *store) commitBatch(batch []*op) {
 	if s.cfg.OnBatch != nil {
 		s.safely("OnBatch", func() { s.cfg.OnBatch(len(batch), time.Since(start), err) })
 	}
+}
+
+// finishBatch calls OnOutbox when committed writes of batch touched the
+// outbox, then the completions in queue order (so a caller that waited for
+// its write knows OnOutbox already ran). Batches are finished in commit order.
+func (s *store) finishBatch(batch []*op) {
 	if s.cfg.OnOutbox != nil {
 		for _, o := range batch {
 			if o.err == nil && o.outboxRows > 0 {
