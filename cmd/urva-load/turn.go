@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +57,17 @@ func runTURN(o *opts) ([]Result, error) {
 	}
 	_, ps, _ := net.SplitHostPort(c.turnAddr)
 	port, _ := strconv.Atoi(ps)
+	var prof chan error
+	if o.profile != "" {
+		prof = make(chan error, 1)
+		go func() { prof <- c.cpuProfile(o.duration, filepath.Join(o.profile, "turn.pprof")) }()
+	}
 	row, err := uclientRun(uclient, c.pid(), port, peerPort, msgs)
+	if prof != nil {
+		if perr := <-prof; perr != nil {
+			fmt.Fprintf(os.Stderr, "urva-load: profile of turn: %v\n", perr)
+		}
+	}
 	c.stop()
 	row.Variant, row.Server = "built-in", "child: bin/urva serve (pion TURN)"
 	rows = append(rows, row)
