@@ -60,7 +60,8 @@ func runTURN(o *opts) ([]Result, error) {
 	var prof chan error
 	if o.profile != "" {
 		prof = make(chan error, 1)
-		go func() { prof <- c.cpuProfile(o.duration, filepath.Join(o.profile, "turn.pprof")) }()
+		// uclient waits 1 to 6 s before sending: cover its whole run.
+		go func() { prof <- c.cpuProfile(o.duration+8*time.Second, filepath.Join(o.profile, "turn.pprof")) }()
 	}
 	row, err := uclientRun(uclient, c.pid(), port, peerPort, msgs)
 	if prof != nil {

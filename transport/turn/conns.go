@@ -42,12 +42,18 @@ func (s *Server) keyFor(username, realm string, src net.Addr) ([]byte, bool) {
 // requests are authenticated, so indications (Send) and ChannelData, the bulk
 // of the traffic, are not copied.
 func (s *Server) recordMsg(src string, b []byte) {
-	if !stun.IsMessage(b) || binary.BigEndian.Uint16(b[0:2])&classMask != 0 {
+	if !isRequest(b) {
 		return
 	}
 	s.mu.Lock()
 	s.lastMsg[src] = append([]byte(nil), b...)
 	s.mu.Unlock()
+}
+
+// isRequest reports a STUN request (not an indication, a response or
+// ChannelData).
+func isRequest(b []byte) bool {
+	return stun.IsMessage(b) && binary.BigEndian.Uint16(b[0:2])&classMask == 0
 }
 
 // classMask selects the two class bits of a STUN message type; both are 0 in
@@ -64,9 +70,13 @@ type udpConn struct {
 	cur string
 }
 
+// ReadFrom reads the next packet. Only a STUN request is remembered (its
+// source and bytes, for keyFor and the quota); relayed data, nearly every
+// packet, costs no more than pion's own read.
 func (u *udpConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	u.mu.Lock()
 	prev := u.cur
+	u.cur = ""
 	u.mu.Unlock()
 	if prev != "" {
 		u.s.mu.Lock()
@@ -75,14 +85,12 @@ func (u *udpConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		u.s.mu.Unlock()
 	}
 	n, addr, err := u.PacketConn.ReadFrom(p)
-	u.mu.Lock()
-	u.cur = ""
-	if addr != nil {
-		u.cur = addr.String()
-	}
-	u.mu.Unlock()
-	if err == nil {
-		u.s.recordMsg(addr.String(), p[:n])
+	if err == nil && isRequest(p[:n]) {
+		src := addr.String()
+		u.mu.Lock()
+		u.cur = src
+		u.mu.Unlock()
+		u.s.recordMsg(src, p[:n])
 	}
 	return n, addr, err
 }
@@ -155,7 +163,9 @@ func (c *framedConn) Read(p []byte) (int, error) {
 	if _, err := io.ReadFull(c.r, p[:size]); err != nil {
 		return 0, err
 	}
-	c.l.s.recordMsg(c.RemoteAddr().String(), p[:size])
+	if isRequest(p[:size]) {
+		c.l.s.recordMsg(c.RemoteAddr().String(), p[:size])
+	}
 	return size, nil
 }
 
