@@ -148,14 +148,20 @@ func measured(o *opts, c *child, l *load, label string) (loadResult, float64, fl
 	l.atMeasure = func() {
 		w = startWindow(c.pid())
 		if o.profile != "" && c.name == urvaChildName {
-			prof = make(chan error, 1)
+			prof = make(chan error, 2)
 			go func() { prof <- c.cpuProfile(l.duration, filepath.Join(o.profile, label+".pprof")) }()
+			secs := max(1, int(l.duration.Round(time.Second)/time.Second))
+			go func() {
+				prof <- c.pprof(fmt.Sprintf("allocs?seconds=%d", secs), filepath.Join(o.profile, label+"-allocs.pprof"))
+			}()
 		}
 	}
 	r := l.run(context.Background())
 	if prof != nil {
-		if err := <-prof; err != nil {
-			fmt.Fprintf(os.Stderr, "urva-load: profile of %s: %v\n", label, err)
+		for range 2 {
+			if err := <-prof; err != nil {
+				fmt.Fprintf(os.Stderr, "urva-load: profile of %s: %v\n", label, err)
+			}
 		}
 	}
 	return r, w.cores(), float64(procRSS(c.pid())) / (1 << 20)
