@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -142,11 +143,21 @@ func childServeNaive(args []string) {
 
 // measured runs l against a child, taking the child's CPU over the
 // measured window and its RSS at the end.
-func measured(o *opts, c *child, l *load, label string) (loadResult, float64, float64) {
-	var w window
+// measured runs l against c and returns what the generator saw, c's CPU
+// cores and RSS, and the local database server's CPU cores (0 when there is
+// none or the scenario has no database).
+func measured(o *opts, c *child, l *load, label string) (loadResult, float64, float64, float64) {
+	var w, dbw window
+	db := 0
+	if strings.Contains(label, "mysql") || label == "naive" {
+		db = dbServerPID()
+	}
 	var prof chan error
 	l.atMeasure = func() {
 		w = startWindow(c.pid())
+		if db > 0 {
+			dbw = startWindow(db)
+		}
 		if o.profile != "" && c.name == urvaChildName {
 			prof = make(chan error, 2)
 			go func() { prof <- c.cpuProfile(l.duration, filepath.Join(o.profile, label+".pprof")) }()
@@ -164,7 +175,11 @@ func measured(o *opts, c *child, l *load, label string) (loadResult, float64, fl
 			}
 		}
 	}
-	return r, w.cores(), float64(procRSS(c.pid())) / (1 << 20)
+	var dbCores float64
+	if db > 0 {
+		dbCores = dbw.cores()
+	}
+	return r, w.cores(), float64(procRSS(c.pid())) / (1 << 20), dbCores
 }
 
 func webhookLoad(o *opts, addr string) *load {
@@ -180,7 +195,7 @@ func runCeiling(o *opts) ([]Result, error) {
 	}
 	defer c.stop()
 	row := Result{Variant: "no-op fasthttp", Server: "child: urva-load serve-noop"}
-	r, cores, rss := measured(o, c, webhookLoad(o, c.addr), "ceiling")
+	r, cores, rss, _ := measured(o, c, webhookLoad(o, c.addr), "ceiling")
 	r.fill(&row)
 	row.ServerCPU, row.RSSMB = cores, rss
 	row.Note = appendNote(fmt.Sprintf("%d conns", o.conns), row.Note)
@@ -205,12 +220,12 @@ func runIngest(o *opts, driver string) ([]Result, error) {
 		return nil, err
 	}
 	row := Result{Variant: driver, Server: "child: bin/urva serve"}
-	r, cores, rss := measured(o, c, webhookLoad(o, c.addr), "ingest-"+driver)
+	r, cores, rss, dbCores := measured(o, c, webhookLoad(o, c.addr), "ingest-"+driver)
 	if err := c.stop(); err != nil {
 		return nil, err
 	}
 	r.fill(&row)
-	row.ServerCPU, row.RSSMB = cores, rss
+	row.ServerCPU, row.RSSMB, row.DBCPU = cores, rss, dbCores
 	row.DBCount, err = db.count("SELECT COUNT(*) FROM messages WHERE direction = 'in'")
 	if err != nil {
 		return []Result{row}, fmt.Errorf("count: %w", err)
@@ -242,12 +257,12 @@ func runNaive(o *opts) ([]Result, error) {
 		return nil, err
 	}
 	row := Result{Variant: "net/http+json+INSERT, mysql", Server: "child: urva-load serve-naive"}
-	r, cores, rss := measured(o, c, webhookLoad(o, c.addr), "naive")
+	r, cores, rss, dbCores := measured(o, c, webhookLoad(o, c.addr), "naive")
 	if err := c.stop(); err != nil {
 		return nil, err
 	}
 	r.fill(&row)
-	row.ServerCPU, row.RSSMB = cores, rss
+	row.ServerCPU, row.RSSMB, row.DBCPU = cores, rss, dbCores
 	row.DBCount, err = db.count("SELECT COUNT(*) FROM naive_messages")
 	if err != nil {
 		return []Result{row}, fmt.Errorf("count: %w", err)

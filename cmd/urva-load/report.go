@@ -34,6 +34,7 @@ type Result struct {
 
 	ServerCPU float64 `json:"server_cpu_cores,omitempty"`    // server CPU seconds per second
 	GenCPU    float64 `json:"generator_cpu_cores,omitempty"` // this process
+	DBCPU     float64 `json:"db_cpu_cores,omitempty"`        // the local MariaDB/MySQL server, when there is one
 	RSSMB     float64 `json:"server_rss_mb,omitempty"`
 	PerItemKB float64 `json:"rss_kb_per_socket,omitempty"`
 	CPUPerM   float64 `json:"cpu_s_per_million_packets,omitempty"`
@@ -57,9 +58,9 @@ func f1(v float64) string {
 }
 
 func (r *Result) line() string {
-	return fmt.Sprintf("%s %s: %s/s ok=%d err=%d p50=%sms p99=%sms max=%sms db=%d recv=%d cpu=%s gen=%s rss=%sMB %s",
+	return fmt.Sprintf("%s %s: %s/s ok=%d err=%d p50=%sms p99=%sms max=%sms db=%d recv=%d cpu=%s gen=%s dbcpu=%s rss=%sMB %s",
 		r.Scenario, r.Variant, f1(r.PerSec), r.OK, r.Errors, f1(r.P50ms), f1(r.P99ms), f1(r.MaxMs),
-		r.DBCount, r.Received, f1(r.ServerCPU), f1(r.GenCPU), f1(r.RSSMB), r.Note)
+		r.DBCount, r.Received, f1(r.ServerCPU), f1(r.GenCPU), f1(r.DBCPU), f1(r.RSSMB), r.Note)
 }
 
 // Machine describes where the suite ran.
@@ -189,11 +190,11 @@ func (rep *Report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nurva-load suite, %s, %d CPUs (%s), %d MB, %s, %s per scenario\n\n",
 		rep.Started.Format(time.RFC3339), rep.Machine.CPUs, rep.Machine.CPUModel, rep.Machine.MemoryMB, rep.Machine.Go, rep.Duration)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tvariant\tper s\tok\terrors\tp50 ms\tp99 ms\tmax ms\tdb rows\trecv\tsrv cores\tgen cores\tsrv RSS MB\tnote\t")
+	fmt.Fprintln(tw, "scenario\tvariant\tper s\tok\terrors\tp50 ms\tp99 ms\tmax ms\tdb rows\trecv\tsrv cores\tgen cores\tdb cores\tsrv RSS MB\tnote\t")
 	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.Scenario, r.Variant, f1(r.PerSec), r.OK, r.Errors, f1(r.P50ms), f1(r.P99ms), f1(r.MaxMs),
-			r.DBCount, r.Received, f1(r.ServerCPU), f1(r.GenCPU), f1(r.RSSMB), r.Note)
+			r.DBCount, r.Received, f1(r.ServerCPU), f1(r.GenCPU), f1(r.DBCPU), f1(r.RSSMB), r.Note)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -309,7 +309,7 @@ func runE2E(o *opts) ([]Result, error) {
 		l.text = func(seq int64, intended time.Time) string {
 			return e2ePrefix + strconv.FormatInt(intended.UnixNano(), 10)
 		}
-		r, cores, rss := measured(o, c, l, fmt.Sprintf("e2e-%s-%d", o.driver, rate))
+		r, cores, rss, dbCores := measured(o, c, l, fmt.Sprintf("e2e-%s-%d", o.driver, rate))
 		// Frames still on their way.
 		deadline := time.Now().Add(5 * time.Second)
 		for received.Load() < r.ok && time.Now().Before(deadline) {
@@ -321,7 +321,7 @@ func runE2E(o *opts) ([]Result, error) {
 		row.P50ms, row.P99ms, row.MaxMs = percentiles(lat) // ...but the latency is to the socket
 		mu.Unlock()
 		row.Received = received.Load()
-		row.ServerCPU, row.RSSMB = cores, rss
+		row.ServerCPU, row.RSSMB, row.DBCPU = cores, rss, dbCores
 		wp50, wp99, _ := percentiles(r.lat)
 		row.Note = appendNote(fmt.Sprintf("%d RMs; latency to RM socket; webhook ack p50 %.2f p99 %.2f ms; %d of %d acked frames seen",
 			o.rms, wp50, wp99, row.Received, r.ok), row.Note)

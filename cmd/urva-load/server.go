@@ -356,3 +356,27 @@ func (c *child) pprof(what, path string) error {
 	}
 	return f.Close()
 }
+
+// dbServerPID finds a local MariaDB or MySQL server process (0 when there is
+// none: the database is elsewhere and its CPU is not measured).
+func dbServerPID() int {
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join("/proc", d.Name(), "comm"))
+		if err != nil {
+			continue
+		}
+		switch strings.TrimSpace(string(comm)) {
+		case "mariadbd", "mysqld":
+			return pid
+		}
+	}
+	return 0
+}
