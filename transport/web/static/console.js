@@ -152,6 +152,10 @@
   const outbox = new Map(); // conversation id -> Map(client_msg_id -> send)
   const drafts = new Map(); // conversation id -> composer text
   const rms = new Map(); // rm id -> {id, username, name, role, online}
+  // The RM a supervisor picked in the assign list and has not assigned yet:
+  // {conv, rm}. A re-render of the thread (a live event, the RM list) keeps
+  // it instead of going back to the current assignee.
+  let assignChoice = null;
   let templates = null; // [{name, language, body, params}] once loaded
   let templatesLoading = null;
   let filter = 'all';
@@ -2181,7 +2185,12 @@
       opts.push(h('option', { value: String(r.id), class: r.online ? 'online' : 'offline', text: label }));
     }
     sel.replaceChildren(...opts);
-    sel.value = keep || (conv.assigned_rm_id ? String(conv.assigned_rm_id) : '');
+    const chosen = assignChoice && assignChoice.conv === conv.id ? assignChoice.rm : '';
+    sel.value = keep || chosen || (conv.assigned_rm_id ? String(conv.assigned_rm_id) : '');
+  }
+
+  function onAssignChoice() {
+    assignChoice = thread ? { conv: thread.id, rm: el.assignSelect.value } : null;
   }
 
   async function onAssign() {
@@ -2200,6 +2209,7 @@
     try {
       const data = await apiCall('POST', `/api/conversations/${encodeURIComponent(conv.id)}/assign`, { rm_id: rmId });
       if (g !== gen) return;
+      if (assignChoice && assignChoice.conv === conv.id) assignChoice = null;
       const c = data.conversation;
       if (c && convs.get(conv.id) === conv) {
         conv.assigned_rm_id = c.assigned_rm_id ? Number(c.assigned_rm_id) : null;
@@ -2366,6 +2376,7 @@
     el.templateSelect.addEventListener('change', renderTemplateParams);
     el.templateParams.addEventListener('input', renderTemplatePreview);
     el.templateSend.addEventListener('click', onTemplateSend);
+    el.assignSelect.addEventListener('change', onAssignChoice);
     el.assignButton.addEventListener('click', onAssign);
     el.callButton.addEventListener('click', onCall);
     el.videoButton.addEventListener('click', onVideo);
