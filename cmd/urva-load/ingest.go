@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -144,12 +143,12 @@ func childServeNaive(args []string) {
 // measured runs l against a child, taking the child's CPU over the
 // measured window and its RSS at the end.
 // measured runs l against c and returns what the generator saw, c's CPU
-// cores and RSS, and the local database server's CPU cores (0 when there is
-// none or the scenario has no database).
-func measured(o *opts, c *child, l *load, label string) (loadResult, float64, float64, float64) {
+// cores and RSS, and, when onMySQL, the local database server's CPU cores
+// (0 when it is elsewhere).
+func measured(o *opts, c *child, l *load, label string, onMySQL bool) (loadResult, float64, float64, float64) {
 	var w, dbw window
 	db := 0
-	if strings.Contains(label, "mysql") || label == "naive" {
+	if onMySQL {
 		db = dbServerPID()
 	}
 	var prof chan error
@@ -195,7 +194,7 @@ func runCeiling(o *opts) ([]Result, error) {
 	}
 	defer c.stop()
 	row := Result{Variant: "no-op fasthttp", Server: "child: urva-load serve-noop"}
-	r, cores, rss, _ := measured(o, c, webhookLoad(o, c.addr), "ceiling")
+	r, cores, rss, _ := measured(o, c, webhookLoad(o, c.addr), "ceiling", false)
 	r.fill(&row)
 	row.ServerCPU, row.RSSMB = cores, rss
 	row.Note = appendNote(fmt.Sprintf("%d conns", o.conns), row.Note)
@@ -220,7 +219,7 @@ func runIngest(o *opts, driver string) ([]Result, error) {
 		return nil, err
 	}
 	row := Result{Variant: driver, Server: "child: bin/urva serve"}
-	r, cores, rss, dbCores := measured(o, c, webhookLoad(o, c.addr), "ingest-"+driver)
+	r, cores, rss, dbCores := measured(o, c, webhookLoad(o, c.addr), "ingest-"+driver, driver == "mysql")
 	if err := c.stop(); err != nil {
 		return nil, err
 	}
@@ -257,7 +256,7 @@ func runNaive(o *opts) ([]Result, error) {
 		return nil, err
 	}
 	row := Result{Variant: "net/http+json+INSERT, mysql", Server: "child: urva-load serve-naive"}
-	r, cores, rss, dbCores := measured(o, c, webhookLoad(o, c.addr), "naive")
+	r, cores, rss, dbCores := measured(o, c, webhookLoad(o, c.addr), "naive", true)
 	if err := c.stop(); err != nil {
 		return nil, err
 	}

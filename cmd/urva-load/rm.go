@@ -100,30 +100,55 @@ func conversationIDs(addr, token string) ([]int64, error) {
 	return ids, nil
 }
 
-// runOutbound: one RM online with conversations open (inbound first, so
-// the 24-hour window is open) sends flat out through the REST API; the fake
-// provider counts the sends that reach it.
-func runOutbound(o *opts) ([]Result, error) {
+// rmServer is bin/urva serve on a fresh database with RMs seeded and a
+// fake WhatsApp provider: the server of the outbound, e2e and idle scenarios.
+type rmServer struct {
+	db   *benchDB
+	prov *fakeProvider
+	c    *child
+	toks []string // one session token per seeded RM
+}
+
+func startRMServer(o *opts, rms int) (*rmServer, error) {
 	db, err := newBenchDB(o, o.driver)
 	if err != nil {
 		return nil, err
 	}
-	defer db.drop()
-	ids, err := db.seedRMs(1)
+	ids, err := db.seedRMs(rms)
 	if err != nil {
+		db.drop()
 		return nil, err
 	}
-	token := tokens(ids)[0]
 	prov, err := startFakeProvider()
 	if err != nil {
+		db.drop()
 		return nil, err
 	}
-	defer prov.close()
 	c, err := startUrva(o, db.dir, urvaConfig{driver: o.driver, dsn: db.dsn, apiBase: prov.base})
+	if err != nil {
+		prov.close()
+		db.drop()
+		return nil, err
+	}
+	return &rmServer{db: db, prov: prov, c: c, toks: tokens(ids)}, nil
+}
+
+func (r *rmServer) close() {
+	r.c.stop()
+	r.prov.close()
+	r.db.drop()
+}
+
+// runOutbound: one RM online with conversations open (inbound first, so
+// the 24-hour window is open) sends flat out through the REST API; the fake
+// provider counts the sends that reach it.
+func runOutbound(o *opts) ([]Result, error) {
+	srv, err := startRMServer(o, 1)
 	if err != nil {
 		return nil, err
 	}
-	defer c.stop()
+	defer srv.close()
+	c, prov, token := srv.c, srv.prov, srv.toks[0]
 	ws, err := dialRM(c.addr, token, nil)
 	if err != nil {
 		return nil, err
@@ -227,26 +252,12 @@ func runE2E(o *opts) ([]Result, error) {
 			rates = append(rates, r)
 		}
 	}
-	db, err := newBenchDB(o, o.driver)
+	srv, err := startRMServer(o, o.rms)
 	if err != nil {
 		return nil, err
 	}
-	defer db.drop()
-	ids, err := db.seedRMs(o.rms)
-	if err != nil {
-		return nil, err
-	}
-	toks := tokens(ids)
-	prov, err := startFakeProvider()
-	if err != nil {
-		return nil, err
-	}
-	defer prov.close()
-	c, err := startUrva(o, db.dir, urvaConfig{driver: o.driver, dsn: db.dsn, apiBase: prov.base})
-	if err != nil {
-		return nil, err
-	}
-	defer c.stop()
+	defer srv.close()
+	c, toks := srv.c, srv.toks
 
 	// Frames are matched to their send time by the text; each socket keeps
 	// the latencies it saw, read under mu at the end of each rate.
@@ -309,7 +320,7 @@ func runE2E(o *opts) ([]Result, error) {
 		l.text = func(seq int64, intended time.Time) string {
 			return e2ePrefix + strconv.FormatInt(intended.UnixNano(), 10)
 		}
-		r, cores, rss, dbCores := measured(o, c, l, fmt.Sprintf("e2e-%s-%d", o.driver, rate))
+		r, cores, rss, dbCores := measured(o, c, l, fmt.Sprintf("e2e-%s-%d", o.driver, rate), o.driver == "mysql")
 		// Frames still on their way.
 		deadline := time.Now().Add(5 * time.Second)
 		for received.Load() < r.ok && time.Now().Before(deadline) {
@@ -341,27 +352,13 @@ func runIdle(o *opts) ([]Result, error) {
 		n = limit - 1000
 		note = fmt.Sprintf("capped at %d by the open-file limit %d", n, limit)
 	}
-	db, err := newBenchDB(o, o.driver)
-	if err != nil {
-		return nil, err
-	}
-	defer db.drop()
 	const rms = 100
-	ids, err := db.seedRMs(rms)
+	srv, err := startRMServer(o, rms)
 	if err != nil {
 		return nil, err
 	}
-	toks := tokens(ids)
-	prov, err := startFakeProvider()
-	if err != nil {
-		return nil, err
-	}
-	defer prov.close()
-	c, err := startUrva(o, db.dir, urvaConfig{driver: o.driver, dsn: db.dsn, apiBase: prov.base})
-	if err != nil {
-		return nil, err
-	}
-	defer c.stop()
+	defer srv.close()
+	c, toks := srv.c, srv.toks
 	// One socket per RM first, so that every RM actor exists before the
 	// baseline is taken: the figure is then per extra socket.
 	var conns []*websocket.Conn
