@@ -109,7 +109,7 @@ type rmServer struct {
 	toks []string // one session token per seeded RM
 }
 
-func startRMServer(o *opts, rms int) (*rmServer, error) {
+func startRMServer(o *opts, rms int, ping time.Duration) (*rmServer, error) {
 	db, err := newBenchDB(o, o.driver)
 	if err != nil {
 		return nil, err
@@ -124,7 +124,7 @@ func startRMServer(o *opts, rms int) (*rmServer, error) {
 		db.drop()
 		return nil, err
 	}
-	c, err := startUrva(o, db.dir, urvaConfig{driver: o.driver, dsn: db.dsn, apiBase: prov.base})
+	c, err := startUrva(o, db.dir, urvaConfig{driver: o.driver, dsn: db.dsn, apiBase: prov.base, ping: ping})
 	if err != nil {
 		prov.close()
 		db.drop()
@@ -143,7 +143,7 @@ func (r *rmServer) close() {
 // the 24-hour window is open) sends flat out through the REST API; the fake
 // provider counts the sends that reach it.
 func runOutbound(o *opts) ([]Result, error) {
-	srv, err := startRMServer(o, 1)
+	srv, err := startRMServer(o, 1, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func runE2E(o *opts) ([]Result, error) {
 			rates = append(rates, r)
 		}
 	}
-	srv, err := startRMServer(o, o.rms)
+	srv, err := startRMServer(o, o.rms, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -342,8 +342,14 @@ func runE2E(o *opts) ([]Result, error) {
 	return rows, nil
 }
 
+// idlePing is the server's ping interval in the idle scenario: every socket
+// is pinged, and answers, a few times before the figure is taken, as a
+// connected RM app does every 30 s.
+const idlePing = time.Second
+
 // runIdle: o.sockets RM sockets held open from several 127.0.0.x source
-// addresses; the server's RSS growth per socket.
+// addresses, each answering the server's pings; the server's RSS growth
+// per socket.
 func runIdle(o *opts) ([]Result, error) {
 	n := o.sockets
 	limit := int(fdLimit())
@@ -353,12 +359,13 @@ func runIdle(o *opts) ([]Result, error) {
 		note = fmt.Sprintf("capped at %d by the open-file limit %d", n, limit)
 	}
 	const rms = 100
-	srv, err := startRMServer(o, rms)
+	srv, err := startRMServer(o, rms, idlePing)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.close()
 	c, toks := srv.c, srv.toks
+	pings := newPingCounts(n + rms)
 	// One socket per RM first, so that every RM actor exists before the
 	// baseline is taken: the figure is then per extra socket.
 	var conns []*websocket.Conn
@@ -372,8 +379,10 @@ func runIdle(o *opts) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		pings.answer(ws, len(conns))
 		conns = append(conns, ws)
 	}
+	pings.wait(1, len(conns), time.Minute)
 	before := settledRSS(c)
 	srcs := o.sources
 	if srcs < 1 {
@@ -397,6 +406,7 @@ func runIdle(o *opts) ([]Result, error) {
 						firstErr = err
 					}
 				} else {
+					pings.answer(ws, len(conns))
 					conns = append(conns, ws)
 				}
 				mu.Unlock()
@@ -420,6 +430,7 @@ func runIdle(o *opts) ([]Result, error) {
 	took := time.Since(begin)
 	time.Sleep(3 * time.Second) // the server settles (resume wait, buffers)
 	after := procRSS(c.pid())
+	pinged := pings.wait(3, len(conns), 2*time.Minute)
 	steady := settledRSS(c)
 	if o.profile != "" {
 		// What the sockets hold: the heap and every goroutine's stack.
@@ -436,14 +447,57 @@ func runIdle(o *opts) ([]Result, error) {
 		row.PerItemKB = float64(steady-before) / float64(opened) / 1024
 	}
 	row.RSSMB = float64(steady) / (1 << 20)
-	row.Note = appendNote(fmt.Sprintf("%.2f KB RSS per socket settled (RSS %.1f -> %.1f MB); %.2f KB 3 s after the last connect, before any collection (%.1f MB); opened in %.1fs",
-		row.PerItemKB, float64(before)/(1<<20), float64(steady)/(1<<20),
+	row.Note = appendNote(fmt.Sprintf("%.2f KB RSS per socket settled (RSS %.1f -> %.1f MB), every socket pinged and answering (%s pings, %d answered at least 3); %.2f KB 3 s after the last connect, before any collection (%.1f MB); opened in %.1fs",
+		row.PerItemKB, float64(before)/(1<<20), float64(steady)/(1<<20), idlePing, pinged,
 		float64(after-before)/float64(max(opened, 1))/1024, float64(after)/(1<<20), took.Seconds()), note)
 	if firstErr != nil {
 		row.Errors = 1
 		row.Note = appendNote(row.Note, "stopped at first error: "+firstErr.Error())
 	}
 	return []Result{row}, nil
+}
+
+// pingCounts counts the server's pings each idle socket answered.
+type pingCounts struct{ n []atomic.Int32 }
+
+func newPingCounts(sockets int) *pingCounts { return &pingCounts{n: make([]atomic.Int32, sockets)} }
+
+// answer reads ws on a goroutine of its own, as the RM app does, answering
+// each ping with a pong (the library's default) and counting it as socket i.
+func (p *pingCounts) answer(ws *websocket.Conn, i int) {
+	if i >= len(p.n) {
+		return
+	}
+	ws.SetPingHandler(func(data string) error {
+		p.n[i].Add(1)
+		return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(10*time.Second))
+	})
+	go func() {
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// wait returns once each of the first sockets answered at least least pings,
+// or after limit; it returns how many had.
+func (p *pingCounts) wait(least int32, sockets int, limit time.Duration) int {
+	end := time.Now().Add(limit)
+	sockets = min(sockets, len(p.n))
+	for {
+		done := 0
+		for i := range sockets {
+			if p.n[i].Load() >= least {
+				done++
+			}
+		}
+		if done == sockets || time.Now().After(end) {
+			return done
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // settledRSS is the server's resident memory in a steady state: the runtime

@@ -167,8 +167,9 @@ func urvaBinary(o *opts) (string, error) {
 // urvaConfig is what a scenario changes in the server's configuration.
 type urvaConfig struct {
 	driver, dsn string
-	apiBase     string // WhatsApp API (the fake provider)
-	turnListen  string // 127.0.0.1:port
+	apiBase     string        // WhatsApp API (the fake provider)
+	turnListen  string        // 127.0.0.1:port
+	ping        time.Duration // http.socket_ping_interval; 0 keeps the default
 	retries     int
 }
 
@@ -192,10 +193,14 @@ func startUrva(o *opts, dir string, uc urvaConfig) (*child, error) {
 		uc.turnListen = "127.0.0.1:" + strconv.Itoa(up)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
+	sockets := ""
+	if uc.ping > 0 {
+		sockets = fmt.Sprintf("  socket_ping_interval: %s\n  socket_read_timeout: %s\n", uc.ping, 30*uc.ping)
+	}
 	cfg := fmt.Sprintf(`http:
   addr: %q
   public_url: "http://%s"
-database:
+%sdatabase:
   driver: %s
   dsn: %q
 auth:
@@ -219,7 +224,7 @@ sandbox:
 log:
   format: json
   level: warn
-`, addr, addr, uc.driver, uc.dsn, benchTokenSecret, benchAdminToken, uc.apiBase, benchPhoneNumberID,
+`, addr, addr, sockets, uc.driver, uc.dsn, benchTokenSecret, benchAdminToken, uc.apiBase, benchPhoneNumberID,
 		benchAccessToken, benchAppSecret, benchVerifyToken, benchBusiness, uc.turnListen, benchTURNSecret)
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {

@@ -278,9 +278,13 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		diallerToken = cfg.Dialler.CallbackToken
 	}
 	srv := httpapi.New(httpapi.Options{
-		Addr:                 cfg.HTTP.Addr,
-		PublicURL:            publicURL,
-		MaxBodyBytes:         cfg.HTTP.MaxBodyBytes,
+		Addr:         cfg.HTTP.Addr,
+		PublicURL:    publicURL,
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
+		Socket: httpapi.SocketOptions{
+			PingInterval: cfg.HTTP.SocketPingInterval,
+			ReadTimeout:  cfg.HTTP.SocketReadTimeout,
+		},
 		Log:                  log,
 		System:               sys,
 		Store:                store,

@@ -58,6 +58,13 @@ type HTTP struct {
 	PublicURL string `koanf:"public_url"`
 	// MaxBodyBytes caps a request body.
 	MaxBodyBytes int `koanf:"max_body_bytes"`
+	// SocketPingInterval is how often the server pings each live socket
+	// (RM and video signalling): keep it under the idle timeout of any
+	// proxy in front of the server.
+	SocketPingInterval time.Duration `koanf:"socket_ping_interval"`
+	// SocketReadTimeout ends a socket from which neither a frame nor a pong
+	// came for this long; it must exceed SocketPingInterval.
+	SocketReadTimeout time.Duration `koanf:"socket_read_timeout"`
 }
 
 // Database selects and tunes the store.
@@ -245,6 +252,8 @@ type Log struct {
 const (
 	DefaultAddr           = "127.0.0.1:8080"
 	DefaultMaxBodyBytes   = 4 << 20
+	DefaultSocketPing     = 30 * time.Second
+	DefaultSocketRead     = 75 * time.Second
 	DefaultDSN            = "data/urva.db"
 	DefaultBatchMaxRows   = 256
 	DefaultBatchMaxWait   = 2 * time.Millisecond
@@ -266,8 +275,10 @@ const (
 func Default() *Config {
 	return &Config{
 		HTTP: HTTP{
-			Addr:         DefaultAddr,
-			MaxBodyBytes: DefaultMaxBodyBytes,
+			Addr:               DefaultAddr,
+			MaxBodyBytes:       DefaultMaxBodyBytes,
+			SocketPingInterval: DefaultSocketPing,
+			SocketReadTimeout:  DefaultSocketRead,
 		},
 		Database: Database{
 			Driver:       DriverSQLite,

@@ -81,7 +81,8 @@ func TestLoad(t *testing.T) {
 			file: production,
 			check: func(t *testing.T, c *Config) {
 				want := Default()
-				want.HTTP = HTTP{Addr: "0.0.0.0:8443", PublicURL: "https://urva.example.com/", MaxBodyBytes: 4 << 20}
+				want.HTTP = HTTP{Addr: "0.0.0.0:8443", PublicURL: "https://urva.example.com/", MaxBodyBytes: 4 << 20,
+					SocketPingInterval: DefaultSocketPing, SocketReadTimeout: DefaultSocketRead}
 				want.Database = Database{Driver: "mysql", DSN: "urva:pw@tcp(db:3306)/urva", BatchMaxRows: 128, BatchMaxWait: 5 * time.Millisecond}
 				want.Auth = Auth{TokenSecret: "s3cret", AdminToken: "adm1n", TokenTTL: 8 * time.Hour}
 				want.WhatsApp = WhatsApp{
@@ -371,7 +372,8 @@ func TestDocumentedKeys(t *testing.T) {
 func TestKeysAndEnvNames(t *testing.T) {
 	keys := Keys()
 	wantKeys := []string{
-		"http.addr", "http.public_url", "http.max_body_bytes", "database.driver", "database.dsn",
+		"http.addr", "http.public_url", "http.max_body_bytes", "http.socket_ping_interval", "http.socket_read_timeout",
+		"database.driver", "database.dsn",
 		"database.batch_max_rows", "database.batch_max_wait", "auth.token_secret", "auth.admin_token",
 		"auth.token_ttl", "whatsapp.api_base", "whatsapp.phone_number_id", "whatsapp.access_token",
 		"whatsapp.app_secret", "whatsapp.verify_token", "whatsapp.business_number", "whatsapp.templates", "sms.api_base",

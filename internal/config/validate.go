@@ -84,6 +84,13 @@ func (c *Config) Validate() error {
 	if c.HTTP.MaxBodyBytes <= 0 {
 		p.addf("http.max_body_bytes must be positive, got %d", c.HTTP.MaxBodyBytes)
 	}
+	switch {
+	case c.HTTP.SocketPingInterval <= 0:
+		p.addf("http.socket_ping_interval must be positive, got %s", c.HTTP.SocketPingInterval)
+	case c.HTTP.SocketReadTimeout <= c.HTTP.SocketPingInterval:
+		p.addf("http.socket_read_timeout (%s) must be longer than http.socket_ping_interval (%s): a client answering every ping would be cut off",
+			c.HTTP.SocketReadTimeout, c.HTTP.SocketPingInterval)
+	}
 
 	switch c.Database.Driver {
 	case DriverSQLite, DriverMySQL:

@@ -280,6 +280,16 @@ func TestValidate(t *testing.T) {
 			want:   []string{"crm.secret is required when crm.webhook_url is set"},
 		},
 		{
+			name:   "socket ping needs a longer read timeout",
+			modify: func(c *Config) { c.HTTP.SocketReadTimeout = c.HTTP.SocketPingInterval },
+			want:   []string{"http.socket_read_timeout (30s) must be longer than http.socket_ping_interval (30s)"},
+		},
+		{
+			name:   "socket ping must be positive",
+			modify: func(c *Config) { c.HTTP.SocketPingInterval = 0 },
+			want:   []string{"http.socket_ping_interval must be positive, got 0s"},
+		},
+		{
 			name: "numbers and log settings",
 			modify: func(c *Config) {
 				c.HTTP.MaxBodyBytes = 0

@@ -198,7 +198,7 @@ type Server struct {
 	actors     Actors
 	store      Store
 	srv        *fasthttp.Server
-	upgrader   *websocket.FastHTTPUpgrader
+	upgrader   *websocket.Upgrader
 	maxBody    int
 	drainLimit int64
 
@@ -297,21 +297,7 @@ func New(o Options) *Server {
 	if s.drainLimit < 1<<20 {
 		s.drainLimit = 1 << 20
 	}
-	s.upgrader = &websocket.FastHTTPUpgrader{
-		// What a socket holds while idle is its cost at scale (tens of
-		// thousands of RMs): the write buffer comes from a pool for the
-		// duration of a write, and the read buffer is small (clients send
-		// small frames; a larger one is read through it in pieces).
-		ReadBufferSize:  wsReadBufferBytes,
-		WriteBufferSize: so.BufferBytes,
-		WriteBufferPool: &sync.Pool{},
-		// Sockets authenticate with a token, not a cookie, so a foreign
-		// origin gains nothing: accept any.
-		CheckOrigin: func(*fasthttp.RequestCtx) bool { return true },
-		Error: func(ctx *fasthttp.RequestCtx, status int, reason error) {
-			writeError(ctx, status, reason.Error())
-		},
-	}
+	s.upgrader = newUpgrader(so.BufferBytes)
 	s.routes()
 	s.srv = &fasthttp.Server{
 		Handler:                      s.handle,

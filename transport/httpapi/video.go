@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -329,12 +330,12 @@ func (s *Server) videoSocket(c *call) {
 	}
 	log := logfields.With(s.log, logfields.Str("request_id", c.id), logfields.Int64("video_call_id", id), logfields.Str("peer", peer))
 	so := s.opts.Socket
-	err = s.upgrader.Upgrade(c.ctx, func(ws *websocket.Conn) {
+	err = s.upgrade(c, func(ws *websocket.Conn, br *bufio.Reader) {
 		if code != "" {
 			refuseSocket(ws, so, code)
 			return
 		}
-		s.serveSocket(actors.SocketVideo, ws, so, log, func(w *wsConn) Session { return s.opts.Video.JoinVideo(id, peer, rmID, w) }, nil)
+		s.serveSocket(actors.SocketVideo, ws, br, so, log, func(w *wsConn) Session { return s.opts.Video.JoinVideo(id, peer, rmID, w) }, nil)
 	})
 	if err != nil {
 		log.Warn().Err(err).Msg("video socket upgrade failed")

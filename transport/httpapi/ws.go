@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -48,8 +50,8 @@ func (s *Server) socket(c *call) {
 	if q := c.ctx.QueryArgs(); q.Has("cursor") {
 		resume, _ = json.Marshal(map[string]string{"type": "resume", "cursor": string(q.Peek("cursor"))})
 	}
-	err := s.upgrader.Upgrade(c.ctx, func(ws *websocket.Conn) {
-		s.serveSocket(actors.SocketRM, ws, so, log, func(w *wsConn) Session { return s.actors.Connect(p, w) }, resume)
+	err := s.upgrade(c, func(ws *websocket.Conn, br *bufio.Reader) {
+		s.serveSocket(actors.SocketRM, ws, br, so, log, func(w *wsConn) Session { return s.actors.Connect(p, w) }, resume)
 	})
 	if err != nil {
 		log.Warn().Err(err).Msg("socket upgrade failed")
@@ -58,15 +60,16 @@ func (s *Server) socket(c *call) {
 
 // serveSocket runs one upgraded socket (socket names it in metrics) until
 // it ends: start makes the session the frames read go to, first (when not
-// nil) is handed to it as if the client had sent it.
+// nil) is handed to it as if the client had sent it. br is the buffer ws
+// reads through (nil when not known).
 //
 // It runs on the goroutine fasthttp hijacked the connection on, and returns
 // once the session started: the socket's frames are then read by a goroutine
 // of its own, started with a shallow stack, and fasthttp takes back its
 // request context (the server keeps hijacked connections open). What an idle
 // socket holds is that goroutine, its buffers and its session.
-func (s *Server) serveSocket(socket string, ws *websocket.Conn, so SocketOptions, log zerolog.Logger, start func(*wsConn) Session, first []byte) {
-	w := &wsConn{ws: ws, so: so, closed: make(chan struct{}), log: log}
+func (s *Server) serveSocket(socket string, ws *websocket.Conn, br *bufio.Reader, so SocketOptions, log zerolog.Logger, start func(*wsConn) Session, first []byte) {
+	w := &wsConn{ws: ws, br: br, so: so, closed: make(chan struct{}), log: log}
 	// The session's late Close or WriteFrames must not touch a connection
 	// that was closed: release first.
 	end := func() {
@@ -106,21 +109,6 @@ func (s *Server) serveSocket(socket string, ws *websocket.Conn, so SocketOptions
 		endSession(sess, log)
 		log.Info().AnErr("reason", readErr).Msg("socket closed")
 	}()
-}
-
-// readFrames hands the client's text frames to sess until the socket ends.
-func (w *wsConn) readFrames(sess Session, log zerolog.Logger) error {
-	for {
-		mt, data, err := w.ws.ReadMessage()
-		if err != nil {
-			return err
-		}
-		w.extendRead()
-		if mt != websocket.TextMessage || w.isClosed() {
-			continue
-		}
-		receive(sess, data, log)
-	}
 }
 
 // connect calls start, turning a panic into an error.
@@ -183,6 +171,7 @@ func (s *Server) unregister(w *wsConn) {
 // wsConn is actors.Conn over a websocket.
 type wsConn struct {
 	ws  *websocket.Conn
+	br  *bufio.Reader // what ws reads through; nil when not known
 	so  SocketOptions
 	log zerolog.Logger
 
@@ -299,14 +288,21 @@ func (w *wsConn) extendRead() {
 	}
 }
 
+// pingWorkers bounds the goroutines writing one round of pings.
+const pingWorkers = 32
+
 // pinger pings every live socket each PingInterval from one goroutine for
 // the whole server (a goroutine per socket would hold its stack on every
-// idle socket). Each ping is written by a short-lived goroutine, so a
-// socket that cannot take it holds up no other; a client that stops
-// answering is ended by its read deadline.
+// idle socket). A round's pings are written by at most pingWorkers
+// goroutines that last the round: a goroutine per ping would leave, at
+// tens of thousands of sockets, as many dead goroutines and their stacks
+// to the runtime's caches after every round. A socket that cannot take
+// its ping holds up one worker for at most WriteTimeout; a client that
+// stops answering is ended by its read deadline.
 func (s *Server) pinger() {
 	t := time.NewTicker(s.opts.Socket.PingInterval)
 	defer t.Stop()
+	var socks []*wsConn
 	for {
 		select {
 		case <-s.stopPing:
@@ -314,15 +310,33 @@ func (s *Server) pinger() {
 		case <-t.C:
 		}
 		s.mu.Lock()
-		socks := make([]*wsConn, 0, len(s.sockets))
+		socks = socks[:0]
 		for w := range s.sockets {
 			socks = append(socks, w)
 		}
 		s.mu.Unlock()
-		for _, w := range socks {
-			go w.ping()
-		}
+		pingAll(socks)
+		clear(socks) // hold no closed socket until the next round
 	}
+}
+
+// pingAll pings each socket, with at most pingWorkers at a time, and
+// returns when all are done.
+func pingAll(socks []*wsConn) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(len(socks), pingWorkers) {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(socks)) {
+					return
+				}
+				socks[i].ping()
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // ping writes one ping control frame unless the socket is closing.
