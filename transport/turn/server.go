@@ -130,21 +130,28 @@ func Start(o Options) (*Server, error) {
 		AuthHandler:   s.auth,
 		LoggerFactory: loggerFactory{o.Log},
 	}
-	// bind opens the UDP sockets and the TCP listener on one port. With
-	// port 0 the UDP port is chosen first and TCP may find it taken by
-	// someone else: then everything is closed and another port tried.
+	// bind opens the TCP listener and the UDP sockets on one port. The TCP
+	// listener comes first and does not share its port (SO_REUSEPORT is for
+	// the UDP sockets among themselves): with port 0 the kernel then picks
+	// a port no other listener holds, where a UDP socket asking for port 0
+	// with SO_REUSEPORT may be given one that another server's sockets
+	// share, and the kernel would spread packets over both servers. A UDP
+	// port taken by someone else fails the bind, and with port 0 another
+	// port is tried.
 	var ln net.Listener
 	bind := func(port string) error {
 		s.udp, cfg.PacketConnConfigs = nil, nil
+		var err error
+		if ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(host, port)); err != nil {
+			return fmt.Errorf("turn: tcp listen: %w", err)
+		}
+		port = fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 		for i := 0; i < o.UDPListeners; i++ {
 			pc, err := lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, port))
 			if err != nil {
+				_ = ln.Close()
 				s.closeListeners()
 				return fmt.Errorf("turn: udp listen: %w", err)
-			}
-			if i == 0 {
-				// With port 0 the further sockets must share the port the first got.
-				port = fmt.Sprint(pc.LocalAddr().(*net.UDPAddr).Port)
 			}
 			u := &udpConn{PacketConn: pc, s: s}
 			s.udp = append(s.udp, u)
@@ -152,11 +159,6 @@ func Start(o Options) (*Server, error) {
 				PacketConn:            u,
 				RelayAddressGenerator: s.newGenerator(u),
 			})
-		}
-		var err error
-		if ln, err = lc.Listen(ctx, "tcp", net.JoinHostPort(host, port)); err != nil {
-			s.closeListeners()
-			return fmt.Errorf("turn: tcp listen: %w", err)
 		}
 		return nil
 	}

@@ -5,7 +5,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha1" //nolint:gosec
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -270,5 +273,33 @@ func TestRelayPortRange(t *testing.T) {
 	}
 	if _, err := Start(Options{Listen: "127.0.0.1:0", Secrets: []string{"x"}, RelayPorts: PortRange{Min: 10, Max: 5}}); err == nil {
 		t.Fatal("an empty port range was accepted")
+	}
+}
+
+// A second server on a port another holds is refused, rather than sharing
+// it (the UDP sockets use SO_REUSEPORT among themselves), and servers
+// asking for port 0 each get a port of their own.
+func TestPortNotShared(t *testing.T) {
+	a := start(t, Options{Secrets: []string{"cur"}, UDPListeners: 4})
+	port := a.TCPAddr().(*net.TCPAddr).Port
+	if got := a.Addr().(*net.UDPAddr).Port; got != port {
+		t.Fatalf("udp port %d, tcp port %d", got, port)
+	}
+	b, err := Start(Options{Listen: net.JoinHostPort("127.0.0.1", fmt.Sprint(port)), Realm: realm, Secrets: []string{"cur"}, UDPListeners: 4, Log: zerolog.Nop()})
+	if err == nil {
+		_ = b.Close()
+		t.Fatalf("a second server bound port %d", port)
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("second server: %v, want address in use", err)
+	}
+	seen := map[int]bool{port: true}
+	for range 20 {
+		s := start(t, Options{Secrets: []string{"cur"}, UDPListeners: 4})
+		p := s.Addr().(*net.UDPAddr).Port
+		if seen[p] {
+			t.Fatalf("port %d given to two servers", p)
+		}
+		seen[p] = true
 	}
 }
