@@ -159,26 +159,42 @@ type room struct {
 }
 
 type peer struct {
-	id string
-	ws *websocket.Conn
-	mu sync.Mutex // serialises writes
+	id   string
+	ws   *websocket.Conn
+	mu   sync.Mutex // serialises writes
+	done bool       // the handler returned: fasthttp has taken the connection back
+}
+
+// finish marks the peer's handler as returning: another peer's late write
+// must not reach a connection fasthttp has released.
+func (p *peer) finish() {
+	p.mu.Lock()
+	p.done = true
+	p.mu.Unlock()
 }
 
 func (p *peer) send(v any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_ = p.ws.WriteJSON(v)
+	if !p.done {
+		_ = p.ws.WriteJSON(v)
+	}
 }
 
 func (p *peer) sendRaw(b []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_ = p.ws.WriteMessage(websocket.TextMessage, b)
+	if !p.done {
+		_ = p.ws.WriteMessage(websocket.TextMessage, b)
+	}
 }
 
 func (p *peer) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
 	_ = p.ws.WriteControl(websocket.CloseMessage,
 		websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 	// The handler ends when the page answers the close frame, or at this
@@ -199,6 +215,7 @@ func (r *relay) serve(ctx *fasthttp.RequestCtx, callID string) {
 	_ = upgrader.Upgrade(ctx, func(ws *websocket.Conn) {
 		me := &peer{id: peerID, ws: ws}
 		defer ws.Close()
+		defer me.finish()
 		if !r.join(callID, me) {
 			return
 		}
@@ -344,7 +361,11 @@ func (r *relay) closeAll() {
 	}
 	r.mu.Unlock()
 	for _, p := range all {
-		_ = p.ws.SetReadDeadline(time.Now())
+		p.mu.Lock()
+		if !p.done {
+			_ = p.ws.SetReadDeadline(time.Now())
+		}
+		p.mu.Unlock()
 	}
 }
 
