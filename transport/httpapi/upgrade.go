@@ -33,12 +33,11 @@ type handshakeError struct {
 	reason string
 }
 
-func (e *handshakeError) Error() string { return e.reason }
-
 // checkHandshake applies the websocket library's own checks (RFC 6455
 // section 4.2.1), so that a bad handshake is answered by fasthttp like any
-// other request, with the same status and reason as the library gives.
-func checkHandshake(ctx *fasthttp.RequestCtx) error {
+// other request, with the same status and reason as the library gives; nil
+// when the handshake is good.
+func checkHandshake(ctx *fasthttp.RequestCtx) *handshakeError {
 	const bad = "websocket: the client is not using the websocket protocol: "
 	h := &ctx.Request.Header
 	switch {
@@ -97,11 +96,9 @@ func newUpgrader(writeBytes int) *websocket.Upgrader {
 // answered with a JSON error and returns it. The headers the handlers set
 // (the request id, ...) are sent with the 101.
 func (s *Server) upgrade(c *call, serve func(ws *websocket.Conn, br *bufio.Reader)) error {
-	if err := checkHandshake(c.ctx); err != nil {
-		var he *handshakeError
-		errors.As(err, &he)
+	if he := checkHandshake(c.ctx); he != nil {
 		writeError(c.ctx, he.status, he.reason)
-		return err
+		return errors.New(he.reason)
 	}
 	req := handshakeRequest(c.ctx)
 	respHeader := upgradeResponseHeader(c.ctx)
@@ -201,8 +198,9 @@ func (c *prefixedConn) Read(p []byte) (int, error) {
 }
 
 // handshakeResponse is the http.ResponseWriter the upgrader answers
-// through: it hands over the connection, or writes a refusal and the
-// connection is closed after it.
+// through: it hands over the connection, or, should the upgrader refuse a
+// handshake checkHandshake passed, writes the refusal, after which the
+// connection is closed.
 type handshakeResponse struct {
 	conn   net.Conn
 	br     *bufio.Reader

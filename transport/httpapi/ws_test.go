@@ -159,41 +159,6 @@ func TestSocketServerClose(t *testing.T) {
 	srv.conn.Close("again") // idempotent
 }
 
-func TestSocketPing(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.Socket.PingInterval = 5 * time.Millisecond })
-	client, _, err := e.dial(e.token(7, "rm"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	srv := e.accepted(t)
-	pinged := make(chan struct{}, 1)
-	client.SetPingHandler(func(data string) error {
-		select {
-		case pinged <- struct{}{}:
-		default:
-		}
-		return client.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(guard))
-	})
-	readDone := make(chan error, 1)
-	go func() {
-		for {
-			if _, _, err := client.ReadMessage(); err != nil {
-				readDone <- err
-				return
-			}
-		}
-	}()
-	select {
-	case <-pinged:
-	case <-time.After(guard):
-		t.Fatal("no ping")
-	}
-	srv.conn.Close("done")
-	waitClosed(t, srv.sess)
-	<-readDone
-}
-
 func TestShutdownClosesSockets(t *testing.T) {
 	e := newEnv(t, nil)
 	client, _, err := e.dial(e.token(7, "rm"), true)

@@ -140,8 +140,9 @@ func TestSocketControlFramesBetweenMessages(t *testing.T) {
 	}
 }
 
-// A client that answers every ping stays connected long past the read
-// timeout: its pongs, taken by the reader itself, push the deadline out.
+// The server pings; a client that answers every ping stays connected long
+// past the read timeout: its pongs, taken by the reader itself, push the
+// deadline out.
 func TestSocketPongsKeepItOpen(t *testing.T) {
 	e := newEnv(t, func(o *Options) {
 		o.Socket.PingInterval = 5 * time.Millisecond
@@ -179,6 +180,41 @@ func TestSocketPongsKeepItOpen(t *testing.T) {
 	case <-srv.sess.closed:
 		t.Fatal("socket closed")
 	default:
+	}
+	srv.conn.Close("done")
+	waitClosed(t, srv.sess)
+}
+
+// Should the library's upgrader refuse a handshake the checks passed, the
+// client still gets an HTTP answer with a JSON error, and no socket.
+func TestHandshakeRefusedAfterTheChecks(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	br := bufio.NewReaderSize(server, wsReadBufferBytes)
+	req := &http.Request{Method: http.MethodGet, Header: http.Header{
+		"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"},
+	}}
+	got := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.ReadResponse(bufio.NewReader(client), req)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- resp
+	}()
+	ws, err := newUpgrader(1024).Upgrade(&handshakeResponse{conn: server, br: br}, req, nil)
+	_ = server.Close() // as upgrade does after a refusal
+	if err == nil || ws != nil {
+		t.Fatalf("upgraded: %v", err)
+	}
+	resp := <-got
+	if resp == nil {
+		t.FailNow()
+	}
+	var body errorBody
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 400 ||
+		resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(body.Error, "Sec-WebSocket-Key") {
+		t.Fatalf("%d %v %q %v", resp.StatusCode, resp.Header, body.Error, err)
 	}
 }
 
