@@ -45,12 +45,18 @@ type Inbound struct {
 	// SMSOptOut, with an inbound message, records that the contact opted out
 	// of SMS (true: STOP and its variants) or back in (false: START).
 	SMSOptOut *bool
+	// Log, when set, is the raw webhook that carried the item, stored with
+	// it (persistence.WriteItem.Log).
+	Log *persistence.WebhookLog
 }
 
 // IngestResult says what became of one Inbound.
 type IngestResult struct {
 	Duplicate bool
 	MessageID int64
+	// LogID is the row of Inbound.Log, stored with the item; 0 when the item
+	// needed no write (then Log was not stored).
+	LogID int64
 }
 
 // SendRequest is an RM's outbound message: text or template.

@@ -185,9 +185,10 @@ func (a *conversationActor) ingest(ctx actor.Context, c *ingestCmd) {
 		c.done(IngestResult{}, fmt.Errorf("%w: empty inbound item", ErrBadRequest))
 		return
 	}
+	item.Log = c.in.Log
 	done := c.done
 	a.enqueue(ctx, pendingItem{item: item, done: func(r persistence.ItemResult, _ *persistence.Conversation, err error) {
-		res := IngestResult{Duplicate: r.Duplicate}
+		res := IngestResult{Duplicate: r.Duplicate, LogID: r.LogID}
 		if r.Message != nil {
 			res.MessageID = r.Message.ID
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -20,8 +21,8 @@ import (
 //     each at the end (ids of a multi-row INSERT are consecutive, see
 //     seqIDs); a statement a write runs itself first inserts the pending
 //     messages (txn.pending), so that its reads see them;
-//   - webhook log rows (one multi-row INSERT) and webhook outcomes (one
-//     UPDATE per distinct outcome), written after them in that order.
+//   - webhook outcomes (one UPDATE per distinct outcome) and webhook log
+//     rows (one multi-row INSERT), written after them in that order.
 //
 // Pending rows are flushed before any op that is neither a conversation
 // write nor a webhook log op (it reads the database directly), and before
@@ -82,14 +83,13 @@ type pendingHook struct {
 	id   *int64
 }
 
-// pendingOutcome is a webhook outcome update waiting for the flush. before
-// counts the log rows the batch had queued (since the last flush) when the
-// update was queued: a row queued later did not exist yet when the update
-// was due, so the update must not reach it.
+// pendingOutcome is a webhook outcome update waiting for the flush. It is
+// for a row committed before it was queued (a caller learns a row's id once
+// its batch committed): the flush applies outcomes before it inserts the
+// batch's own log rows.
 type pendingOutcome struct {
 	id      int64
 	outcome string
-	before  int
 }
 
 // batched reports ops that queue their rows in the batch state instead of
@@ -145,43 +145,68 @@ func (b *batchState) changed(cached *Conversation, conv *Conversation, changedRo
 const prefetchChunk = 500
 
 // prefetch locks the conversations the batch's writes name by id and looks
-// up which of their inbound provider ids already exist.
-func (s *store) prefetch(ctx context.Context, tx *sql.Tx, b *batchState, ops []*op) error {
-	var ids []any
+// up which of their inbound provider ids already exist. A scripted
+// transaction sends BEGIN and both lookups in one request.
+func (s *store) prefetch(ctx context.Context, tx *batchTx, b *batchState, ops []*op) error {
+	var ids, pids []any
 	seen := map[int64]bool{}
+	seenPID := map[string]bool{}
 	for _, o := range ops {
-		if o.kind == opConversationWrite && o.w.ConversationID > 0 && !seen[o.w.ConversationID] {
-			seen[o.w.ConversationID] = true
-			ids = append(ids, o.w.ConversationID)
+		if o.kind != opConversationWrite {
+			continue
+		}
+		if id := o.w.ConversationID; id > 0 && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+		for _, it := range o.w.Items {
+			if pid := inboundPID(it); pid != "" && !seenPID[pid] {
+				seenPID[pid] = true
+				pids = append(pids, pid)
+			}
 		}
 	}
 	forUpdate := ""
 	if s.dialect == dialectMySQL {
 		forUpdate = " FOR UPDATE"
 	}
+	var lookups []lookup
 	for len(ids) > 0 {
 		n := min(len(ids), prefetchChunk)
-		rows, err := tx.QueryContext(ctx, `SELECT `+conversationCols+` FROM `+conversationFrom+
-			` WHERE c.id IN (`+placeholders(n)+`) ORDER BY c.id`+forUpdate, ids[:n]...)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			c := &Conversation{}
-			if err := rows.Scan(conversationDest(c)...); err != nil {
-				rows.Close()
-				return err
-			}
-			b.cache(c)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
+		lookups = append(lookups, lookup{
+			query: `SELECT ` + conversationCols + ` FROM ` + conversationFrom + ` WHERE c.id IN (` + placeholders(n) + `) ORDER BY c.id` + forUpdate,
+			args:  ids[:n],
+			scan: func(rows *sql.Rows) error {
+				c := &Conversation{}
+				if err := rows.Scan(conversationDest(c)...); err != nil {
+					return err
+				}
+				b.cache(c)
+				return nil
+			},
+		})
 		ids = ids[n:]
 	}
-
-	var pids []any
+	for len(pids) > 0 {
+		n := min(len(pids), prefetchChunk)
+		lookups = append(lookups, lookup{
+			query: `SELECT provider_message_id, channel FROM messages WHERE provider_message_id IN (` + placeholders(n) + `)`,
+			args:  pids[:n],
+			scan: func(rows *sql.Rows) error {
+				var pid, channel string
+				if err := rows.Scan(&pid, &channel); err != nil {
+					return err
+				}
+				b.known[pidKey(channel, pid)] = true
+				return nil
+			},
+		})
+		pids = pids[n:]
+	}
+	if err := runLookups(ctx, tx, lookups); err != nil {
+		return err
+	}
+	// The ids looked up, by the channel of the conversation they go to.
 	for _, o := range ops {
 		if o.kind != opConversationWrite {
 			continue
@@ -195,38 +220,93 @@ func (s *store) prefetch(ctx context.Context, tx *sql.Tx, b *batchState, ops []*
 			channel = c.Key.Channel
 		}
 		for _, it := range o.w.Items {
-			if it.Kind != ItemInbound || it.Message == nil || it.Message.ProviderMessageID == "" {
-				continue
-			}
-			k := pidKey(channel, it.Message.ProviderMessageID)
-			if !b.queried[k] {
-				b.queried[k] = true
-				pids = append(pids, it.Message.ProviderMessageID)
+			if pid := inboundPID(it); pid != "" {
+				b.queried[pidKey(channel, pid)] = true
 			}
 		}
 	}
-	for len(pids) > 0 {
-		n := min(len(pids), prefetchChunk)
-		rows, err := tx.QueryContext(ctx, `SELECT provider_message_id, channel FROM messages
-			WHERE provider_message_id IN (`+placeholders(n)+`)`, pids[:n]...)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var pid, channel string
-			if err := rows.Scan(&pid, &channel); err != nil {
-				rows.Close()
+	return nil
+}
+
+// inboundPID is the provider id an item's dedupe looks up ("" for none).
+func inboundPID(it WriteItem) string {
+	if it.Kind != ItemInbound || it.Message == nil {
+		return ""
+	}
+	return it.Message.ProviderMessageID
+}
+
+// lookup is one SELECT of the prefetch and what reads each of its rows.
+type lookup struct {
+	query string
+	args  []any
+	scan  func(*sql.Rows) error
+}
+
+// runLookups runs the lookups: in one request (after BEGIN) when tx is
+// scripted, one by one otherwise.
+func runLookups(ctx context.Context, tx *batchTx, lookups []lookup) error {
+	if len(lookups) == 0 {
+		return nil
+	}
+	if !tx.scripted() {
+		for _, l := range lookups {
+			if err := readRows(ctx, tx, l.query, l.args, l.scan); err != nil {
 				return err
 			}
-			b.known[pidKey(channel, pid)] = true
 		}
-		rows.Close()
+		return nil
+	}
+	var q strings.Builder
+	var args []any
+	q.WriteString(tx.lead())
+	for i, l := range lookups {
+		if i > 0 {
+			q.WriteString(";\n")
+		}
+		q.WriteString(l.query)
+		args = append(args, l.args...)
+	}
+	tx.requests.Add(1)
+	rows, err := tx.conn.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for i, l := range lookups {
+		if i > 0 && !rows.NextResultSet() {
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			return fmt.Errorf("prefetch: result %d of %d missing", i+1, len(lookups))
+		}
+		for rows.Next() {
+			if err := l.scan(rows); err != nil {
+				return err
+			}
+		}
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		pids = pids[n:]
 	}
-	return nil
+	return rows.Close()
+}
+
+func readRows(ctx context.Context, tx *batchTx, query string, args []any, scan func(*sql.Rows) error) error {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return rows.Close()
 }
 
 func placeholders(n int) string {
@@ -237,8 +317,13 @@ const flushChunk = 200
 
 // flush writes the batch's pending rows: messages and events (ids set on
 // the pending values), outbox rows, the changed conversations, webhook log
-// rows and outcomes.
-func (s *store) flush(ctx context.Context, tx *sql.Tx, b *batchState) error {
+// rows and outcomes. A scripted transaction sends them in one request
+// (script.go), with COMMIT when commit is set; otherwise commit is the
+// caller's (batchTx.commit).
+func (s *store) flush(ctx context.Context, tx *batchTx, b *batchState, commit bool) error {
+	if tx.scripted() {
+		return s.flushScript(ctx, tx, b, commit)
+	}
 	if err := s.flushMessages(ctx, tx, b); err != nil {
 		return err
 	}
@@ -248,14 +333,13 @@ func (s *store) flush(ctx context.Context, tx *sql.Tx, b *batchState) error {
 			n = 1
 		}
 		evs := b.events[:n]
-		args := make([]any, 0, 7*n)
 		for i, ev := range evs {
 			if m := b.eventMsgs[i]; m != nil {
 				ev.MessageID = m.ID
 			}
-			args = append(args, ev.ConversationID, ev.Seq, ev.Type, nullID(ev.MessageID), ev.Status, jsonArg(ev.Detail), s.tv(ev.CreatedAt))
 		}
-		id, err := s.insertRows(ctx, tx, `INSERT INTO events (conversation_id, seq, type, message_id, status, detail, created_at) VALUES `, 7, n, args)
+		query, args := s.eventsInsert(evs, nil, nil)
+		id, err := s.insertRows(ctx, tx, query, args, n)
 		if err != nil {
 			return err
 		}
@@ -267,74 +351,248 @@ func (s *store) flush(ctx context.Context, tx *sql.Tx, b *batchState) error {
 	}
 	for len(b.outbox) > 0 {
 		n := min(len(b.outbox), flushChunk)
-		args := make([]any, 0, 9*n)
-		for _, r := range b.outbox[:n] {
-			if r.data != nil {
-				data, err := json.Marshal(r.data())
-				if err != nil {
-					return fmt.Errorf("outbox %v data: %w", r.args[1], err)
-				}
-				r.args[4] = string(data)
-			}
-			args = append(args, r.args...)
+		query, args, _, err := outboxInsert(b.outbox[:n])
+		if err != nil {
+			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (event_id, type, conversation_id, occurred_at, data, state, attempts,
-			next_attempt_at, expires_at, last_error, created_at)
-			VALUES `+strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, 0, ?, ?, '', ?),", n), ","), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
 			return err
 		}
 		b.outbox = b.outbox[n:]
 	}
 	for len(b.dirty) > 0 {
 		n := min(len(b.dirty), flushChunk)
-		cs := b.dirty[:n]
-		var q strings.Builder
-		args := make([]any, 0, 9*n)
-		q.WriteString(`UPDATE conversations SET `)
-		for j, col := range []string{"last_seq", "last_message_at", "last_inbound_at", "assigned_rm_id"} {
-			if j > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString(col + ` = CASE id`)
-			for _, c := range cs {
-				q.WriteString(` WHEN ? THEN ?`)
-				var v any
-				switch j {
-				case 0:
-					v = c.LastSeq
-				case 1:
-					v = s.tv(c.LastMessageAt)
-				case 2:
-					v = s.tv(c.LastInboundAt)
-				case 3:
-					v = nullID(c.AssignedRMID)
-				}
-				args = append(args, c.ID, v)
-			}
-			q.WriteString(` END`)
-		}
-		q.WriteString(` WHERE id IN (` + placeholders(n) + `)`)
-		for _, c := range cs {
-			args = append(args, c.ID)
-		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		query, args := s.conversationsUpdate(b.dirty[:n])
+		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
 			return err
 		}
-		for _, c := range cs {
-			delete(b.isDirty, c.ID)
-		}
-		b.dirty = b.dirty[n:]
+		b.clean(n)
 	}
 	return s.flushWebhooks(ctx, tx, b)
+}
+
+// flushScript is flush in one request (two when outbox rows need the ids of
+// new messages first), more when the rows exceed flushBytes.
+func (s *store) flushScript(ctx context.Context, tx *batchTx, b *batchState, commit bool) error {
+	sc := &script{}
+	// add sends what the script holds first when st would take it over
+	// flushBytes (one statement alone may: chunk bounds it).
+	add := func(size int, st func()) error {
+		if !sc.empty() && sc.size+size > flushBytes {
+			if err := sc.run(ctx, tx, false); err != nil {
+				return err
+			}
+		}
+		st()
+		return nil
+	}
+	// inScript maps a message inserted by the script to the SQL of its id.
+	inScript := map[*Message]string{}
+	for len(b.messages) > 0 {
+		ms := b.messages
+		n := chunk(len(ms), func(i int) int { return ms[i].size })
+		size := 0
+		args := make([]any, 0, 17*n)
+		msgs := make([]*Message, n)
+		for i, m := range ms[:n] {
+			args = append(args, m.args...)
+			msgs[i] = m.m
+			size += m.size
+		}
+		if err := add(size, func() {
+			v := sc.insert(messageInsert+rowsOf(17, n), size, args, func(first int64) {
+				for i, m := range msgs {
+					m.ID = first + int64(i)
+				}
+			})
+			for i, m := range msgs {
+				inScript[m] = v + "+" + strconv.Itoa(i)
+			}
+		}); err != nil {
+			return err
+		}
+		clear(ms[:n])
+		b.messages = ms[n:]
+	}
+	for len(b.events) > 0 {
+		n := min(len(b.events), flushChunk)
+		evs, msgs := b.events[:n], b.eventMsgs[:n]
+		query, args := s.eventsInsert(evs, msgs, inScript)
+		if err := add(0, func() {
+			sc.insert(query, 0, args, func(first int64) {
+				for i, ev := range evs {
+					ev.ID = first + int64(i)
+					if m := msgs[i]; m != nil {
+						ev.MessageID = m.ID
+					}
+				}
+			})
+		}); err != nil {
+			return err
+		}
+		b.events = b.events[n:]
+		b.eventMsgs = b.eventMsgs[n:]
+	}
+	if len(b.outbox) > 0 && len(sc.ids) > 0 {
+		// The data of a new message's outbox row carries the message's id:
+		// the ids first.
+		if err := sc.run(ctx, tx, false); err != nil {
+			return err
+		}
+	}
+	for len(b.outbox) > 0 {
+		n := min(len(b.outbox), flushChunk)
+		query, args, size, err := outboxInsert(b.outbox[:n])
+		if err != nil {
+			return err
+		}
+		if err := add(size, func() { sc.add(query, size, args...) }); err != nil {
+			return err
+		}
+		b.outbox = b.outbox[n:]
+	}
+	for len(b.dirty) > 0 {
+		n := min(len(b.dirty), flushChunk)
+		query, args := s.conversationsUpdate(b.dirty[:n])
+		if err := add(0, func() { sc.add(query, 0, args...) }); err != nil {
+			return err
+		}
+		b.clean(n)
+	}
+	// Outcomes before the log rows (pendingOutcome).
+	for _, st := range outcomeUpdates(b.outcomes) {
+		if err := add(0, func() { sc.add(st.query, 0, st.args...) }); err != nil {
+			return err
+		}
+	}
+	b.outcomes = b.outcomes[:0]
+	for pos := 0; pos < len(b.hooks); {
+		hs := b.hooks[pos:]
+		n := chunk(len(hs), func(i int) int { return hs[i].size })
+		size := 0
+		args := make([]any, 0, 6*n)
+		ptrs := make([]*int64, n)
+		for i, h := range hs[:n] {
+			args = append(args, h.args...)
+			ptrs[i] = h.id
+			size += h.size
+		}
+		if err := add(size, func() {
+			sc.insert(webhookLogInsert+rowsOf(6, n), size, args, func(first int64) {
+				for i, p := range ptrs {
+					*p = first + int64(i)
+				}
+			})
+		}); err != nil {
+			return err
+		}
+		pos += n
+	}
+	b.hooks = b.hooks[:0]
+	return sc.run(ctx, tx, commit)
+}
+
+// clean drops the first n conversations to write back (written).
+func (b *batchState) clean(n int) {
+	for _, c := range b.dirty[:n] {
+		delete(b.isDirty, c.ID)
+	}
+	b.dirty = b.dirty[n:]
+}
+
+// eventsInsert is the multi-row INSERT of evs. In a script, the message of
+// evs[i] (msgs[i]) may be one the script inserts: its id is then the SQL
+// inScript gives.
+func (s *store) eventsInsert(evs []*Event, msgs []*Message, inScript map[*Message]string) (string, []any) {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO events (conversation_id, seq, type, message_id, status, detail, created_at) VALUES `)
+	args := make([]any, 0, 7*len(evs))
+	for i, ev := range evs {
+		if i > 0 {
+			q.WriteString(",")
+		}
+		msgID := nullID(ev.MessageID)
+		if msgs != nil && msgs[i] != nil {
+			msgID = nullID(msgs[i].ID)
+			if v, ok := inScript[msgs[i]]; ok {
+				q.WriteString("(?, ?, ?, " + v + ", ?, ?, ?)")
+				args = append(args, ev.ConversationID, ev.Seq, ev.Type, ev.Status, jsonArg(ev.Detail), s.tv(ev.CreatedAt))
+				continue
+			}
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+		args = append(args, ev.ConversationID, ev.Seq, ev.Type, msgID, ev.Status, jsonArg(ev.Detail), s.tv(ev.CreatedAt))
+	}
+	return q.String(), args
+}
+
+// outboxInsert is the multi-row INSERT of rs, whose lazy data is made now,
+// and the bytes of that data.
+func outboxInsert(rs []pendingOutbox) (string, []any, int, error) {
+	args := make([]any, 0, 9*len(rs))
+	size := 0
+	for _, r := range rs {
+		if r.data != nil {
+			data, err := json.Marshal(r.data())
+			if err != nil {
+				return "", nil, 0, fmt.Errorf("outbox %v data: %w", r.args[1], err)
+			}
+			r.args[4] = string(data)
+		}
+		if d, ok := r.args[4].(string); ok {
+			size += len(d)
+		}
+		args = append(args, r.args...)
+	}
+	return `INSERT INTO outbox (event_id, type, conversation_id, occurred_at, data, state, attempts,
+			next_attempt_at, expires_at, last_error, created_at)
+			VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, 0, ?, ?, '', ?),", len(rs)), ","), args, size, nil
+}
+
+// conversationsUpdate writes back the state of cs in one UPDATE.
+func (s *store) conversationsUpdate(cs []*Conversation) (string, []any) {
+	var q strings.Builder
+	args := make([]any, 0, 9*len(cs))
+	q.WriteString(`UPDATE conversations SET `)
+	for j, col := range []string{"last_seq", "last_message_at", "last_inbound_at", "assigned_rm_id"} {
+		if j > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(col + ` = CASE id`)
+		for _, c := range cs {
+			q.WriteString(` WHEN ? THEN ?`)
+			var v any
+			switch j {
+			case 0:
+				v = c.LastSeq
+			case 1:
+				v = s.tv(c.LastMessageAt)
+			case 2:
+				v = s.tv(c.LastInboundAt)
+			case 3:
+				v = nullID(c.AssignedRMID)
+			}
+			args = append(args, c.ID, v)
+		}
+		q.WriteString(` END`)
+	}
+	q.WriteString(` WHERE id IN (` + placeholders(len(cs)) + `)`)
+	for _, c := range cs {
+		args = append(args, c.ID)
+	}
+	return q.String(), args
 }
 
 // messageInsert starts the multi-row insert of messages (pendingMessage.args in column order).
 const messageInsert = `INSERT INTO messages (conversation_id, seq, direction, channel, type, text, media, template, payload,
 	provider_message_id, client_msg_id, rm_id, status, error, provider_ts, created_at, updated_at) VALUES `
 
+// webhookLogInsert starts the multi-row insert of webhook log rows (pendingHook.args).
+const webhookLogInsert = `INSERT INTO webhook_log (provider, path, headers, body, received_at, outcome) VALUES `
+
 // flushMessages inserts the pending messages, as many per statement as the
 // auto-increment mode and flushBytes allow, and sets their ids.
-func (s *store) flushMessages(ctx context.Context, tx *sql.Tx, b *batchState) error {
+func (s *store) flushMessages(ctx context.Context, tx *batchTx, b *batchState) error {
 	for len(b.messages) > 0 {
 		ms := b.messages
 		n := 1
@@ -345,7 +603,7 @@ func (s *store) flushMessages(ctx context.Context, tx *sql.Tx, b *batchState) er
 		for _, m := range ms[:n] {
 			args = append(args, m.args...)
 		}
-		id, err := s.insertRows(ctx, tx, messageInsert, 17, n, args)
+		id, err := s.insertRows(ctx, tx, messageInsert+rowsOf(17, n), args, n)
 		if err != nil {
 			return err
 		}
@@ -359,8 +617,8 @@ func (s *store) flushMessages(ctx context.Context, tx *sql.Tx, b *batchState) er
 }
 
 // flushBytes bounds the variable-length values of one multi-row webhook
-// statement, well under max_allowed_packet (MySQL 5.7's default is 4 MiB;
-// escaping may double a blob). A larger row goes alone.
+// statement, and of one script, well under max_allowed_packet (MySQL 5.7's
+// default is 4 MiB; escaping may double a blob). A larger row goes alone.
 const flushBytes = 1 << 20
 
 // chunk returns how many of the next rows (sizes by i) go in one statement:
@@ -377,17 +635,16 @@ func chunk(n int, size func(i int) int) int {
 	return k
 }
 
-// flushWebhooks inserts the pending webhook log rows (ids set through their
-// pointers), then applies the pending outcomes with one UPDATE per chunk.
-func (s *store) flushWebhooks(ctx context.Context, tx *sql.Tx, b *batchState) error {
-	if len(b.hooks) == 0 && len(b.outcomes) == 0 {
-		return nil
+// flushWebhooks applies the pending outcomes (one UPDATE per outcome and
+// chunk), then inserts the pending webhook log rows (ids set through their
+// pointers).
+func (s *store) flushWebhooks(ctx context.Context, tx *batchTx, b *batchState) error {
+	for _, st := range outcomeUpdates(b.outcomes) {
+		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
+			return err
+		}
 	}
-	// inserted maps the id of each row inserted here to its queue position.
-	var inserted map[int64]int
-	if len(b.outcomes) > 0 && len(b.hooks) > 0 {
-		inserted = make(map[int64]int, len(b.hooks))
-	}
+	b.outcomes = b.outcomes[:0]
 	for pos := 0; pos < len(b.hooks); {
 		hs := b.hooks[pos:]
 		n := 1
@@ -398,28 +655,32 @@ func (s *store) flushWebhooks(ctx context.Context, tx *sql.Tx, b *batchState) er
 		for _, h := range hs[:n] {
 			args = append(args, h.args...)
 		}
-		id, err := s.insertRows(ctx, tx, `INSERT INTO webhook_log (provider, path, headers, body, received_at, outcome) VALUES `, 6, n, args)
+		id, err := s.insertRows(ctx, tx, webhookLogInsert+rowsOf(6, n), args, n)
 		if err != nil {
 			return err
 		}
 		for i, h := range hs[:n] {
 			*h.id = id + int64(i)
-			if inserted != nil {
-				inserted[id+int64(i)] = pos + i
-			}
 		}
 		pos += n
 	}
 	b.hooks = b.hooks[:0]
+	return nil
+}
 
-	// The last update of a row wins; an update queued before the row's
-	// insert is dropped (it found no row when it was due).
-	last := make(map[int64]int, len(b.outcomes))
+// statement is one SQL statement and its arguments.
+type statement struct {
+	query string
+	args  []any
+}
+
+// outcomeUpdates is one UPDATE per outcome and chunk of rows (nearly every
+// webhook of a batch ends "processed"), not a CASE over every row; of two
+// outcomes queued for a row, the last wins.
+func outcomeUpdates(outcomes []pendingOutcome) []statement {
+	last := make(map[int64]int, len(outcomes))
 	var ups []pendingOutcome
-	for _, o := range b.outcomes {
-		if at, ok := inserted[o.id]; ok && at >= o.before {
-			continue
-		}
+	for _, o := range outcomes {
 		if i, ok := last[o.id]; ok {
 			ups[i] = o
 			continue
@@ -427,9 +688,6 @@ func (s *store) flushWebhooks(ctx context.Context, tx *sql.Tx, b *batchState) er
 		last[o.id] = len(ups)
 		ups = append(ups, o)
 	}
-	b.outcomes = b.outcomes[:0]
-	// One UPDATE per outcome (nearly every webhook of a batch ends
-	// "processed"), not a CASE over every row.
 	var order []string
 	byOutcome := map[string][]any{}
 	for _, o := range ups {
@@ -438,25 +696,25 @@ func (s *store) flushWebhooks(ctx context.Context, tx *sql.Tx, b *batchState) er
 		}
 		byOutcome[o.outcome] = append(byOutcome[o.outcome], o.id)
 	}
+	var sts []statement
 	for _, outcome := range order {
 		ids := byOutcome[outcome]
 		for len(ids) > 0 {
 			n := min(len(ids), flushChunk)
-			args := append([]any{outcome}, ids[:n]...)
-			if _, err := tx.ExecContext(ctx, `UPDATE webhook_log SET outcome = ? WHERE id IN (`+placeholders(n)+`)`, args...); err != nil {
-				return err
-			}
+			sts = append(sts, statement{
+				query: `UPDATE webhook_log SET outcome = ? WHERE id IN (` + placeholders(n) + `)`,
+				args:  append([]any{outcome}, ids[:n]...),
+			})
 			ids = ids[n:]
 		}
 	}
-	return nil
+	return sts
 }
 
-// insertRows runs head (an INSERT ending in VALUES) with n rows of cols
-// values and returns the first row's id: the others follow it (seqIDs, or
-// n is 1).
-func (s *store) insertRows(ctx context.Context, tx *sql.Tx, head string, cols, n int, args []any) (int64, error) {
-	res, err := tx.ExecContext(ctx, head+rowsOf(cols, n), args...)
+// insertRows runs query (a multi-row INSERT of n rows) and returns the
+// first row's id: the others follow it (seqIDs, or n is 1).
+func (s *store) insertRows(ctx context.Context, tx *batchTx, query string, args []any, n int) (int64, error) {
+	res, err := tx.ExecContext(ctx, query, args...)
 	if err != nil {
 		return 0, err
 	}

@@ -349,40 +349,34 @@ func (s *store) pingWriter() error {
 	return s.wdb.PingContext(ctx)
 }
 
-// beginWrite starts a write transaction: on MySQL at READ COMMITTED (every
-// connection's session level, see openMySQL), on SQLite BEGIN IMMEDIATE
-// (see the writer DSN).
-func (s *store) beginWrite(ctx context.Context) (*sql.Tx, error) {
-	return s.wdb.BeginTx(ctx, nil)
-}
-
 // runTx applies ops in one transaction. On failure it returns the index of
 // the op whose error aborted the transaction (-1 when BEGIN or COMMIT failed).
 func (s *store) runTx(ops []*op) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
-	tx, err := s.beginWrite(ctx)
+	tx, err := s.beginBatch(ctx)
 	if err != nil {
 		return -1, beginError{err}
+	}
+	reset := func() {
+		for _, o := range ops {
+			o.reset()
+		}
 	}
 	now := dbNow()
 	b := newBatchState()
 	if err := s.prefetch(ctx, tx, b, ops); err != nil {
-		_ = tx.Rollback()
-		for _, o := range ops {
-			o.reset()
-		}
+		tx.rollback()
+		reset()
 		return -1, fmt.Errorf("prefetch: %w", err)
 	}
 	for i, o := range ops {
 		o.reset()
 		if !batched(o.kind) {
 			// Other ops read and change the database directly.
-			if err := s.flush(ctx, tx, b); err != nil {
-				_ = tx.Rollback()
-				for _, o := range ops {
-					o.reset()
-				}
+			if err := s.flush(ctx, tx, b, false); err != nil {
+				tx.rollback()
+				reset()
 				return -1, fmt.Errorf("flush: %w", err)
 			}
 			b.forget()
@@ -390,21 +384,17 @@ func (s *store) runTx(ops []*op) (int, error) {
 		t := &txn{s: s, tx: tx, ctx: ctx, now: now, b: b}
 		s.applyOp(t, o)
 		if o.err != nil && (t.dirty || !cleanError(o.err)) {
-			_ = tx.Rollback()
+			tx.rollback()
 			return i, fmt.Errorf("write %d of %d: %w", i+1, len(ops), o.err)
 		}
 	}
-	if err := s.flush(ctx, tx, b); err != nil {
-		_ = tx.Rollback()
-		for _, o := range ops {
-			o.reset()
-		}
+	if err := s.flush(ctx, tx, b, true); err != nil {
+		tx.rollback()
+		reset()
 		return -1, fmt.Errorf("flush: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		for _, o := range ops {
-			o.reset()
-		}
+	if err := tx.commit(ctx); err != nil {
+		reset()
 		return -1, fmt.Errorf("commit: %w", err)
 	}
 	return -1, nil
@@ -415,7 +405,7 @@ func (s *store) runAlone(o *op) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
 	o.reset()
-	tx, err := s.beginWrite(ctx)
+	tx, err := s.beginBatch(ctx)
 	if err != nil {
 		o.fail(fmt.Errorf("%w: %w", ErrUnavailable, err))
 		return
@@ -424,17 +414,17 @@ func (s *store) runAlone(o *op) {
 	t := &txn{s: s, tx: tx, ctx: ctx, now: dbNow(), b: b}
 	s.applyOp(t, o)
 	if o.err == nil {
-		if err := s.flush(ctx, tx, b); err != nil {
+		if err := s.flush(ctx, tx, b, true); err != nil {
 			o.reset()
 			o.err = err
 		}
 	}
 	if o.err != nil {
-		_ = tx.Rollback()
+		tx.rollback()
 		o.fail(s.classify(o.err))
 		return
 	}
-	if err := tx.Commit(); err != nil {
+	if err := tx.commit(ctx); err != nil {
 		o.fail(s.classify(fmt.Errorf("commit: %w", err)))
 	}
 }
@@ -523,7 +513,7 @@ func connectionError(err error) bool {
 // first statement that may change a row.
 type txn struct {
 	s     *store
-	tx    *sql.Tx
+	tx    *batchTx
 	ctx   context.Context
 	now   time.Time
 	dirty bool
@@ -650,7 +640,8 @@ func (s *store) LogWebhook(ctx context.Context, l *WebhookLog) (int64, error) {
 }
 
 // SetWebhookOutcome updates a logged webhook's outcome in the next batch;
-// done (optional) is called after the commit. An unknown id is not an error.
+// done (optional) is called after the commit. An unknown id is not an error;
+// a row the same batch inserts is never updated (pendingOutcome).
 func (s *store) SetWebhookOutcome(id int64, outcome string, done func(error)) {
 	o := &op{kind: opWebhookOutcome, outcomeID: id, outcome: outcome, odone: done}
 	if err := s.c.enqueue(o); err != nil && done != nil {

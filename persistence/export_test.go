@@ -45,3 +45,6 @@ func (s *store) QueueWebhooksForTest(ops []WebhookOpForTest) ([]int64, []error) 
 	}
 	return ids, errs
 }
+
+// RequestsForTest is how many requests the committer sent to the database.
+func (s *store) RequestsForTest() int64 { return s.requests.Load() }

@@ -262,6 +262,11 @@ type WriteItem struct {
 	Call *CallChange
 	// VideoCall is what an ItemVideoCall does.
 	VideoCall *VideoCallChange
+	// Log, when set, is the raw webhook that carried the item: its log row
+	// goes in the same transaction as the item, with the item's outcome
+	// (WebhookProcessed or WebhookDuplicate), and its id in
+	// ItemResult.LogID. When the write fails, nothing of it is stored.
+	Log *WebhookLog
 }
 
 // ConversationWrite is everything one conversation actor commits at once.
@@ -303,6 +308,8 @@ type ItemResult struct {
 	// status did not move). Nil for other items, and for a change of a video
 	// call that is not found in this conversation.
 	VideoCall *VideoCall
+	// LogID is the webhook log row of WriteItem.Log (0 without one).
+	LogID int64
 }
 
 // WriteResult reports a committed ConversationWrite.
@@ -454,6 +461,14 @@ type WebhookLog struct {
 	Outcome    string // received, processed, duplicate, failed: ..., ...
 }
 
+// Webhook outcomes the store itself writes (WriteItem.Log, LogWebhook
+// without an outcome).
+const (
+	WebhookReceived  = "received"
+	WebhookProcessed = "processed"
+	WebhookDuplicate = "duplicate"
+)
+
 // WebhookLogReader reads back raw webhooks (operations and tests). The stores
 // returned by Open implement it; it is kept out of Store so that fakes of
 // Store need not.
@@ -497,6 +512,7 @@ type Store interface {
 	// LogWebhook stores a raw webhook in the next batch and waits for the commit; it returns the row id.
 	LogWebhook(ctx context.Context, l *WebhookLog) (int64, error)
 	// SetWebhookOutcome records how a logged webhook ended (batched, not awaited by callers that pass a nil done).
+	// It applies to a row LogWebhook returned (committed before the update is queued).
 	SetWebhookOutcome(id int64, outcome string, done func(error))
 
 	// RMs.

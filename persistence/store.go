@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -95,13 +96,20 @@ type store struct {
 	// committer never waits on SQLITE_BUSY from its own process.
 	wdb *sql.DB
 	// rdb serves reads. For SQLite a separate pool (WAL readers do not block
-	// the writer); for MySQL the same pool as wdb.
+	// the writer); for MySQL another pool than wdb, whose connections
+	// accept several statements per request (script.go) and serve writes
+	// only.
 	rdb *sql.DB
 
 	c committer
 
 	// seqIDs: a multi-row INSERT gets consecutive ids (see batch.go).
 	seqIDs bool
+	// scripted: the committer sends several statements per round trip on
+	// a writer connection of its own (script.go).
+	scripted bool
+	// requests counts the committer's requests to the database.
+	requests atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -152,6 +160,7 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (Store, error) {
 		}
 	}
 	s.seqIDs = s.autoincConsecutive(ctx)
+	s.scripted = s.dialect == dialectMySQL && s.seqIDs
 	s.c.start(s)
 	return s, nil
 }
@@ -253,17 +262,33 @@ func (s *store) openMySQL(cfg Config) error {
 	// statement less per batch than asking for it at each BEGIN): the
 	// dedupe lookups see rows other processes committed a moment ago, and
 	// InnoDB takes no gap locks.
-	db := sql.OpenDB(sessionInit{conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"})
+	const readCommitted = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
 	n := cfg.MaxOpenConns
 	if n <= 0 {
 		n = 16
 	}
+	s.rdb = mysqlPool(sessionInit{conn, readCommitted}, n)
+	// The writers: the committer's connection, and the few writes made
+	// outside it (migrations, RM accounts). Several statements per request
+	// serve the committer's round trips; values are still escaped by the
+	// driver, and only the store's own statements run here.
+	wc := mc.Clone()
+	wc.MultiStatements = true
+	wconn, err := mysql.NewConnector(wc)
+	if err != nil {
+		return fmt.Errorf("mysql: %w", err)
+	}
+	s.wdb = mysqlPool(sessionInit{wconn, readCommitted}, 2)
+	return nil
+}
+
+func mysqlPool(c driver.Connector, n int) *sql.DB {
+	db := sql.OpenDB(c)
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
 	db.SetConnMaxLifetime(5 * time.Minute) // stay under server and proxy idle timeouts
 	db.SetConnMaxIdleTime(time.Minute)
-	s.wdb, s.rdb = db, db
-	return nil
+	return db
 }
 
 func (s *store) closeDBs() error {

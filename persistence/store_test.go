@@ -2,6 +2,7 @@ package persistence_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -370,9 +371,10 @@ func TestBatchFallsBackToSingleWrites(t *testing.T) {
 }
 
 // TestWebhookOpsInOneBatch: webhook log rows and outcome updates queued
-// together keep queue order: an update queued after a row's insert applies
-// to it, one queued before it does not (the row did not exist yet), the last
-// of two updates wins, and an invalid row fails alone.
+// together: an update applies to a row committed before it (a caller learns
+// a row's id once the row committed), never to a row of its own batch,
+// whether queued before or after that row's insert (only a guessed id could
+// name it); the last of two updates wins, and an invalid row fails alone.
 func TestWebhookOpsInOneBatch(t *testing.T) {
 	var reports chan batchReport
 	adjust := func(c *persistence.Config) {
@@ -417,7 +419,7 @@ func TestWebhookOpsInOneBatch(t *testing.T) {
 			t.Fatalf("ids %v after %d", ids, id0)
 		}
 		r := s.(persistence.WebhookLogReader)
-		for id, want := range map[int64]string{id0: "second", id0 + 1: "late", id0 + 2: "received", id0 + 3: "custom"} {
+		for id, want := range map[int64]string{id0: "second", id0 + 1: "received", id0 + 2: "received", id0 + 3: "custom"} {
 			l, err := r.WebhookLogByID(ctx, id)
 			if err != nil || l.Outcome != want {
 				t.Fatalf("row %d: %+v %v, want outcome %q", id, l, err, want)
@@ -439,4 +441,148 @@ func breakStatusHistory(t *testing.T, s persistence.Store) {
 	if err := d.DropTableForTest(context.Background(), "status_history"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestBatchRequests: on MySQL a batch of writes to open conversations,
+// webhook log rows and outcomes is two requests to the database (BEGIN with
+// the locking reads; the rows of every table, the outcomes and COMMIT), three
+// when CRM outbox rows, which carry the new messages' ids, are written too.
+func TestBatchRequests(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		outbox bool
+		want   int64
+	}{{"no outbox", false, 2}, {"outbox", true, 3}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 4
+			s := storetest.OpenMySQLConfig(t, func(c *persistence.Config) {
+				c.BatchMaxRows = 2 * n // a batch closes when it holds 2n ops
+				c.BatchMaxWait = time.Hour
+				c.Outbox = tc.outbox
+			})
+			r, ok := s.(interface{ RequestsForTest() int64 })
+			if !ok {
+				t.Fatal("store has no RequestsForTest (export_test.go)")
+			}
+			ctx := context.Background()
+			// First batch: n new conversations and n log rows.
+			convs := make([]int64, n)
+			logs := make([]int64, n)
+			var wg sync.WaitGroup
+			errs := make(chan error, 2*n)
+			for i := range n {
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					res, err := s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{Key: key(800 + i), Items: []persistence.WriteItem{inbound(fmt.Sprint("wamid.RQ", i))}})
+					if err == nil {
+						convs[i] = res.Conversation.ID
+					}
+					errs <- err
+				}()
+				go func() {
+					defer wg.Done()
+					id, err := s.LogWebhook(ctx, &persistence.WebhookLog{Provider: "whatsapp", Body: []byte(fmt.Sprint("first ", i))})
+					logs[i] = id
+					errs <- err
+				}()
+			}
+			wg.Wait()
+			for range 2 * n {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Second batch: a message to each conversation and an outcome for
+			// each row.
+			before := r.RequestsForTest()
+			results := make([]*persistence.WriteResult, n)
+			for i := range n {
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					res, err := s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{ConversationID: convs[i], LastSeq: 1,
+						Items: []persistence.WriteItem{inbound(fmt.Sprint("wamid.RQ2.", i))}})
+					results[i] = res
+					errs <- err
+				}()
+				go func() {
+					defer wg.Done()
+					done := make(chan error, 1)
+					s.SetWebhookOutcome(logs[i], fmt.Sprint("processed ", i), func(err error) { done <- err })
+					errs <- <-done
+				}()
+			}
+			wg.Wait()
+			for range 2 * n {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := r.RequestsForTest() - before; got != tc.want {
+				t.Fatalf("the batch took %d requests, want %d", got, tc.want)
+			}
+			// What the batch reported is what it stored.
+			lr := s.(persistence.WebhookLogReader)
+			for i := range n {
+				res := results[i]
+				if len(res.Items) != 1 || res.Items[0].Message == nil || res.Items[0].Event == nil {
+					t.Fatalf("write %d: %+v", i, res)
+				}
+				m, ev := res.Items[0].Message, res.Items[0].Event
+				got, err := s.MessageByProviderID(ctx, fmt.Sprint("wamid.RQ2.", i))
+				if err != nil || got.ID != m.ID || ev.MessageID != m.ID || ev.ID <= 0 {
+					t.Fatalf("write %d: message %+v, event %+v; stored %+v %v", i, m, ev, got, err)
+				}
+				l, err := lr.WebhookLogByID(ctx, logs[i])
+				if err != nil || l.Outcome != fmt.Sprint("processed ", i) {
+					t.Fatalf("log %d: %+v %v", i, l, err)
+				}
+			}
+		})
+	}
+}
+
+// TestWebhookLogWithItem: a webhook log row carried by a write item is
+// stored in the write's transaction with the item's outcome; a redelivery's
+// row says duplicate; a write that fails stores no row.
+func TestWebhookLogWithItem(t *testing.T) {
+	forEachConfig(t, nil, func(t *testing.T, s persistence.Store) {
+		ctx := context.Background()
+		lr := s.(persistence.WebhookLogReader)
+		item := func(pid, body string) persistence.WriteItem {
+			it := inbound(pid)
+			it.Log = &persistence.WebhookLog{Provider: "whatsapp", Path: "/webhooks/whatsapp", Body: []byte(body),
+				Headers: json.RawMessage(`{"X-Request-Id":"r1"}`), Outcome: "ignored: the store sets it"}
+			return it
+		}
+		res, err := s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{Key: key(900), Items: []persistence.WriteItem{item("wamid.LOG1", "first")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := res.Items[0].LogID
+		l, err := lr.WebhookLogByID(ctx, first)
+		if err != nil || first <= 0 || l.Outcome != persistence.WebhookProcessed || string(l.Body) != "first" || l.Path != "/webhooks/whatsapp" ||
+			!strings.Contains(string(l.Headers), `"r1"`) {
+			t.Fatalf("row %d: %+v %v", first, l, err)
+		}
+		conv := res.Conversation
+		res, err = s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{ConversationID: conv.ID, LastSeq: conv.LastSeq,
+			Items: []persistence.WriteItem{item("wamid.LOG1", "again")}})
+		if err != nil || !res.Items[0].Duplicate {
+			t.Fatalf("redelivery: %+v %v", res, err)
+		}
+		if l, err := lr.WebhookLogByID(ctx, res.Items[0].LogID); err != nil || l.Outcome != persistence.WebhookDuplicate || string(l.Body) != "again" {
+			t.Fatalf("redelivery row: %+v %v", l, err)
+		}
+		// A stale write fails: no row, and the next row takes the next id.
+		if _, err := s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{ConversationID: conv.ID, LastSeq: conv.LastSeq + 5,
+			Items: []persistence.WriteItem{item("wamid.LOG2", "stale")}}); !errors.Is(err, persistence.ErrSeqTaken) {
+			t.Fatalf("stale write: %v", err)
+		}
+		next, err := s.LogWebhook(ctx, &persistence.WebhookLog{Provider: "sms"})
+		if err != nil || next != res.Items[0].LogID+1 {
+			t.Fatalf("next row %d after %d: %v", next, res.Items[0].LogID, err)
+		}
+	})
 }

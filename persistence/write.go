@@ -225,6 +225,16 @@ func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResu
 			return nil, fmt.Errorf("item %d: %w", i, err)
 		}
 		res.Items[i] = r
+		if it.Log != nil {
+			l := *it.Log
+			l.Outcome = WebhookProcessed
+			if r.Duplicate {
+				l.Outcome = WebhookDuplicate
+			}
+			if err := s.insertWebhookLog(t, &l, &res.Items[i].LogID); err != nil {
+				return nil, fmt.Errorf("item %d: %w", i, err)
+			}
+		}
 	}
 	// The row is locked (MySQL FOR UPDATE / SQLite write lock) since the
 	// read above, and events carry a unique (conversation_id, seq): a second
@@ -572,7 +582,7 @@ func (s *store) insertWebhookLog(t *txn, l *WebhookLog, id *int64) error {
 	}
 	outcome := l.Outcome
 	if outcome == "" {
-		outcome = "received"
+		outcome = WebhookReceived
 	}
 	body := l.Body
 	if body == nil {
@@ -588,10 +598,10 @@ func (s *store) insertWebhookLog(t *txn, l *WebhookLog, id *int64) error {
 	return nil
 }
 
-// updateWebhookOutcome queues the update for the end of the batch, after the
-// log rows the batch inserts.
+// updateWebhookOutcome queues the update for the end of the batch, before
+// the log rows the batch inserts (pendingOutcome).
 func (s *store) updateWebhookOutcome(t *txn, id int64, outcome string) error {
 	t.dirty = true
-	t.b.outcomes = append(t.b.outcomes, pendingOutcome{id: id, outcome: outcome, before: len(t.b.hooks)})
+	t.b.outcomes = append(t.b.outcomes, pendingOutcome{id: id, outcome: outcome})
 	return nil
 }

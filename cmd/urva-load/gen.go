@@ -75,6 +75,7 @@ type loadResult struct {
 	genCPU         float64 // this process's CPU seconds per second in the window
 	behind         int64   // fixed rate: sends that started over 1 ms late
 	dropped        int64   // fixed rate: sends not made (every connection busy)
+	batches        string  // the server's group commits in the window (measured)
 }
 
 var runSeq atomic.Int64
@@ -270,6 +271,7 @@ func (r loadResult) fill(row *Result) {
 	if r.behind > 0 && r.sent > 0 && float64(r.behind)/float64(r.sent) > 0.01 {
 		row.Note = appendNote(row.Note, fmt.Sprintf("%.0f%% of sends started >1ms late", 100*float64(r.behind)/float64(r.sent)))
 	}
+	row.Note = appendNote(row.Note, r.batches)
 }
 
 func appendNote(a, b string) string {

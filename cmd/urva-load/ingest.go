@@ -152,7 +152,14 @@ func measured(o *opts, c *child, l *load, label string, onMySQL bool) (loadResul
 		db = dbServerPID()
 	}
 	var prof chan error
+	var b0 batchStats
+	var t0 time.Time
+	urva := c.name == urvaChildName
 	l.atMeasure = func() {
+		if urva {
+			b0, _ = c.batchStats()
+			t0 = time.Now()
+		}
 		w = startWindow(c.pid())
 		if db > 0 {
 			dbw = startWindow(db)
@@ -167,6 +174,11 @@ func measured(o *opts, c *child, l *load, label string, onMySQL bool) (loadResul
 		}
 	}
 	r := l.run(context.Background())
+	if urva {
+		if b, err := c.batchStats(); err == nil {
+			r.batches = b.note(b0, time.Since(t0))
+		}
+	}
 	if prof != nil {
 		for range 2 {
 			if err := <-prof; err != nil {

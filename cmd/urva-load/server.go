@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -384,4 +385,55 @@ func dbServerPID() int {
 		}
 	}
 	return 0
+}
+
+// batchStats is the group commit as the server's /metrics counts it.
+type batchStats struct{ batches, writes, seconds float64 }
+
+// batchStats reads the committer's histograms (urva_db_batch_rows,
+// urva_db_commit_seconds) from the server's /metrics.
+func (c *child) batchStats() (batchStats, error) {
+	resp, err := http.Get(fmt.Sprintf("http://%s/metrics", c.addr))
+	if err != nil {
+		return batchStats{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return batchStats{}, fmt.Errorf("metrics: %s", resp.Status)
+	}
+	var st batchStats
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		var dst *float64
+		switch name {
+		case "urva_db_batch_rows_count":
+			dst = &st.batches
+		case "urva_db_batch_rows_sum":
+			dst = &st.writes
+		case "urva_db_commit_seconds_sum":
+			dst = &st.seconds
+		default:
+			continue
+		}
+		if *dst, err = strconv.ParseFloat(value, 64); err != nil {
+			return batchStats{}, fmt.Errorf("metrics: %s: %w", name, err)
+		}
+	}
+	return st, sc.Err()
+}
+
+// note describes the batches between s0 and s over a window of d.
+func (s batchStats) note(s0 batchStats, d time.Duration) string {
+	n := s.batches - s0.batches
+	if n <= 0 {
+		return ""
+	}
+	busy := (s.seconds - s0.seconds) / d.Seconds()
+	return fmt.Sprintf("batches: %.0f writes, %.2f ms each, committer busy %.0f%%",
+		(s.writes-s0.writes)/n, (s.seconds-s0.seconds)/n*1e3, busy*100)
 }

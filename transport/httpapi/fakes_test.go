@@ -427,6 +427,43 @@ func (e *env) webhook(body string) response {
 		"Content-Type", "application/json", "X-Hub-Signature-256", sign(testAppSecret, []byte(body)))
 }
 
+// asyncResult is the answer to webhookAsync.
+type asyncResult struct {
+	r   response
+	err error
+}
+
+// webhookAsync posts a signed webhook from another goroutine; the answer
+// arrives on the channel.
+func (e *env) webhookAsync(body string) <-chan asyncResult {
+	ch := make(chan asyncResult, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", e.base+"/webhooks/whatsapp", strings.NewReader(body))
+		req.Header.Set("X-Hub-Signature-256", sign(testAppSecret, []byte(body)))
+		resp, err := e.client.Do(req)
+		if err != nil {
+			ch <- asyncResult{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		ch <- asyncResult{r: response{status: resp.StatusCode, body: b}}
+	}()
+	return ch
+}
+
+// await waits (up to guard) for an answer of webhookAsync.
+func (e *env) await(ch <-chan asyncResult) asyncResult {
+	e.t.Helper()
+	select {
+	case res := <-ch:
+		return res
+	case <-time.After(guard):
+		e.t.Fatal("no answer")
+		return asyncResult{}
+	}
+}
+
 func (e *env) token(rmID int64, role string) string {
 	return e.tokens.Issue(rmID, role, time.Now())
 }

@@ -338,9 +338,18 @@ func TestIntegrationWebhookRejections(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), itGuard)
 		defer cancel()
+		// The row is stored with the message, its outcome final by the 200.
 		l, err := logs.WebhookLogByID(ctx, 1)
-		if err != nil || !bytes.Equal(l.Body, body) || l.Provider != "whatsapp" {
+		if err != nil || !bytes.Equal(l.Body, body) || l.Provider != "whatsapp" || l.Outcome != "processed" {
 			t.Fatalf("first webhook log row: %+v, %v", l, err)
+		}
+		// A redelivery is logged too, as a duplicate.
+		if r := s.signedWebhook(body); r.status != http.StatusOK || !bytes.Contains(r.body, []byte(`"duplicate"`)) {
+			t.Fatalf("redelivery: %v", r)
+		}
+		l, err = logs.WebhookLogByID(ctx, 2)
+		if err != nil || !bytes.Equal(l.Body, body) || l.Outcome != "duplicate" {
+			t.Fatalf("second webhook log row: %+v, %v", l, err)
 		}
 	})
 }

@@ -16,9 +16,9 @@ import (
 
 // Webhook outcomes recorded in the webhook log.
 const (
-	outcomeReceived  = "received"
-	outcomeProcessed = "processed"
-	outcomeDuplicate = "duplicate"
+	outcomeReceived  = persistence.WebhookReceived
+	outcomeProcessed = persistence.WebhookProcessed
+	outcomeDuplicate = persistence.WebhookDuplicate
 	outcomeFailed    = "failed: "
 )
 
@@ -99,14 +99,7 @@ func (s *Server) commitWebhook(c *call, raw rawWebhook, apply func(ctx context.C
 		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
 		return "", false
 	}
-	entry := &persistence.WebhookLog{
-		Provider:   raw.provider,
-		Path:       raw.path,
-		Headers:    raw.headers,
-		Body:       raw.body,
-		ReceivedAt: time.Now().UTC(),
-		Outcome:    outcomeReceived,
-	}
+	entry := raw.logEntry(outcomeReceived)
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WebhookTimeout)
 	defer cancel()
@@ -152,14 +145,30 @@ func (s *Server) commitWebhook(c *call, raw rawWebhook, apply func(ctx context.C
 	return outcome, true
 }
 
+// logEntry is the webhook log row of raw, received now.
+func (raw rawWebhook) logEntry(outcome string) *persistence.WebhookLog {
+	return &persistence.WebhookLog{
+		Provider:   raw.provider,
+		Path:       raw.path,
+		Headers:    raw.headers,
+		Body:       raw.body,
+		ReceivedAt: time.Now().UTC(),
+		Outcome:    outcome,
+	}
+}
+
 // commitItems is commitWebhook for webhooks that carry messages and
-// statuses: the outcome is duplicate when every item was one.
+// statuses: the outcome is duplicate when every item was one. A webhook
+// with one item (nearly all of them) goes through commitItem.
 func (s *Server) commitItems(c *call, raw rawWebhook, items []actors.Inbound) (string, bool) {
 	if s.actors == nil {
 		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
 		return "", false
 	}
 	raw.path = string(c.ctx.Path())
+	if len(items) == 1 && s.store != nil {
+		return s.commitItem(c, raw, items[0])
+	}
 	return s.commitWebhook(c, raw, func(ctx context.Context) (string, error) {
 		if len(items) == 0 {
 			return outcomeProcessed, nil
@@ -190,4 +199,56 @@ func (s *Server) ingest(ctx context.Context, items []actors.Inbound) (res []acto
 		}
 	}()
 	return s.actors.Ingest(ctx, items)
+}
+
+// commitItem commits a webhook that carries one item: its log row is stored
+// in the item's own transaction, with the item's outcome
+// (actors.Inbound.Log), so that the webhook is one write instead of a log
+// row, the item and an outcome update. When the item needed no write
+// (IngestResult.LogID 0) or its write failed, the row is logged on its own
+// afterwards, with the outcome. (A write still queued when the webhook
+// timed out may commit later with its own row: the log then holds the
+// delivery twice, failed and processed, as it happened.)
+func (s *Server) commitItem(c *call, raw rawWebhook, item actors.Inbound) (string, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WebhookTimeout)
+	defer cancel()
+	item.Log = raw.logEntry(outcomeReceived)
+	results, applyErr := s.ingest(ctx, []actors.Inbound{item})
+	outcome := outcomeProcessed
+	var logID int64
+	switch {
+	case applyErr != nil:
+		outcome = outcomeFailed + applyErr.Error()
+		c.log.Error().Err(applyErr).Str("provider", raw.provider).Msg("webhook: not applied")
+	case results[0].Duplicate:
+		outcome = outcomeDuplicate
+	}
+	if applyErr == nil {
+		logID = results[0].LogID
+	}
+	if logID == 0 {
+		// Logged on its own: a fresh deadline, so that a webhook that timed
+		// out is still logged.
+		lctx, lcancel := context.WithTimeout(context.Background(), s.opts.WebhookTimeout)
+		defer lcancel()
+		id, err := s.store.LogWebhook(lctx, raw.logEntry(outcome))
+		if err != nil {
+			c.log.Error().Err(err).Str("provider", raw.provider).Msg("webhook: log not stored")
+			writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
+			return "", false
+		}
+		logID = id
+	}
+	if errors.Is(applyErr, actors.ErrBadRequest) {
+		// Input the store refuses: retrying cannot help, say why.
+		writeError(c.ctx, fasthttp.StatusBadRequest, applyErr.Error())
+		return "", false
+	}
+	if applyErr != nil {
+		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
+		return "", false
+	}
+	c.outcome = outcome
+	c.log.Info().Str("provider", raw.provider).Int64("webhook_id", logID).Str("outcome", outcome).Msg("webhook committed")
+	return outcome, true
 }

@@ -78,7 +78,85 @@ func TestWebhookMalformed(t *testing.T) {
 	}
 }
 
+// twoMessages is notification with a second message: a webhook of two items.
+var twoMessages = strings.Replace(notification, `"text":{"body":"Hello"}}]`,
+	`"text":{"body":"Hello"}},{"from":"919811100001","id":"wamid.EXAMPLE2","timestamp":"1767225601","type":"text","text":{"body":"Again"}}]`, 1)
+
+// TestWebhookAckAfterCommit: a webhook of one message is answered only once
+// the message's write returned; the write carries the raw log row (stored
+// with the message, its outcome set there), so nothing is logged apart and
+// no outcome is updated afterwards.
 func TestWebhookAckAfterCommit(t *testing.T) {
+	e := newEnv(t, nil)
+	ingestEntered := make(chan struct{})
+	release := make(chan struct{})
+	ingestReturned := make(chan struct{})
+	e.actors.setIngest(func(ctx context.Context, items []actors.Inbound) ([]actors.IngestResult, error) {
+		close(ingestEntered)
+		<-release
+		defer close(ingestReturned)
+		return []actors.IngestResult{{MessageID: 1, LogID: 7}}, nil
+	})
+	respCh := e.webhookAsync(notification)
+	e.ingestEntered(respCh, ingestEntered)
+	res := e.answerOnRelease(respCh, release, ingestReturned)
+	if res.err != nil || res.r.status != 200 || !strings.Contains(string(res.r.body), `"processed"`) {
+		t.Fatalf("%+v", res)
+	}
+	items := e.actors.ingestedItems()[0]
+	if len(items) != 1 || items[0].Message == nil || items[0].Message.ProviderMessageID != "wamid.EXAMPLE1" {
+		t.Fatalf("ingested %+v", items)
+	}
+	l := items[0].Log
+	if l == nil || l.Provider != "whatsapp" || l.Path != "/webhooks/whatsapp" || string(l.Body) != notification ||
+		!strings.Contains(string(l.Headers), sign(testAppSecret, []byte(notification))) {
+		t.Fatalf("log carried by the item: %+v", l)
+	}
+	if logs := e.store.logged(); len(logs) != 0 {
+		t.Fatalf("logged apart: %+v", logs)
+	}
+	if got := e.store.outcome(7); got != "" {
+		t.Fatalf("outcome updated: %q", got)
+	}
+}
+
+// ingestEntered waits until the fake ingest was entered, the webhook not
+// answered yet.
+func (e *env) ingestEntered(respCh <-chan asyncResult, entered <-chan struct{}) {
+	e.t.Helper()
+	select {
+	case <-entered:
+	case res := <-respCh:
+		e.t.Fatalf("answered before ingest: %+v", res)
+	case <-time.After(guard):
+		e.t.Fatal("ingest never called")
+	}
+}
+
+// answerOnRelease checks that the webhook is not answered while the fake
+// ingest is held, releases it and returns the answer, which must come after
+// ingest returned.
+func (e *env) answerOnRelease(respCh <-chan asyncResult, release, returned chan struct{}) asyncResult {
+	e.t.Helper()
+	select {
+	case res := <-respCh:
+		e.t.Fatalf("answered while ingest was blocked: %+v", res)
+	default:
+	}
+	close(release)
+	res := e.await(respCh)
+	select {
+	case <-returned:
+	default:
+		e.t.Fatal("answered before ingest returned")
+	}
+	return res
+}
+
+// TestWebhookItemsLogConcurrently: a webhook of several items logs its raw
+// row while they are ingested (both run at once), and is answered once
+// both committed; the row's outcome follows.
+func TestWebhookItemsLogConcurrently(t *testing.T) {
 	e := newEnv(t, nil)
 	ingestEntered := make(chan struct{})
 	logEntered := make(chan struct{})
@@ -104,56 +182,16 @@ func TestWebhookAckAfterCommit(t *testing.T) {
 		}
 		<-release
 		defer close(ingestReturned)
-		return []actors.IngestResult{{MessageID: 1}}, nil
+		return []actors.IngestResult{{MessageID: 1}, {MessageID: 2}}, nil
 	})
-
-	type result struct {
-		r   response
-		err error
-	}
-	respCh := make(chan result, 1)
-	go func() {
-		req, _ := http.NewRequest("POST", e.base+"/webhooks/whatsapp", strings.NewReader(notification))
-		req.Header.Set("X-Hub-Signature-256", sign(testAppSecret, []byte(notification)))
-		resp, err := e.client.Do(req)
-		if err != nil {
-			respCh <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		respCh <- result{r: response{status: resp.StatusCode, body: b}}
-	}()
-
-	select {
-	case <-ingestEntered:
-	case res := <-respCh:
-		t.Fatalf("answered before ingest: %+v", res)
-	case <-time.After(guard):
-		t.Fatal("ingest never called")
-	}
+	respCh := e.webhookAsync(twoMessages)
+	e.ingestEntered(respCh, ingestEntered)
 	select {
 	case <-logEntered:
 	case <-time.After(guard):
 		t.Fatal("log never called")
 	}
-	select {
-	case res := <-respCh:
-		t.Fatalf("answered while ingest was blocked: %+v", res)
-	default:
-	}
-	close(release)
-	var res result
-	select {
-	case res = <-respCh:
-	case <-time.After(guard):
-		t.Fatal("no answer")
-	}
-	select {
-	case <-ingestReturned:
-	default:
-		t.Fatal("answered before ingest returned")
-	}
+	res := e.answerOnRelease(respCh, release, ingestReturned)
 	if res.err != nil || res.r.status != 200 {
 		t.Fatalf("%+v", res)
 	}
@@ -162,16 +200,18 @@ func TestWebhookAckAfterCommit(t *testing.T) {
 	}
 	logs := e.store.logged()
 	if len(logs) != 1 || logs[0].Provider != "whatsapp" || logs[0].Path != "/webhooks/whatsapp" ||
-		string(logs[0].Body) != notification || logs[0].Outcome != "received" ||
-		!strings.Contains(string(logs[0].Headers), sign(testAppSecret, []byte(notification))) {
+		string(logs[0].Body) != twoMessages || logs[0].Outcome != "received" ||
+		!strings.Contains(string(logs[0].Headers), sign(testAppSecret, []byte(twoMessages))) {
 		t.Fatalf("logged %+v", logs)
 	}
 	items := e.actors.ingestedItems()[0]
-	if len(items) != 1 || items[0].Message == nil || items[0].Message.ProviderMessageID != "wamid.EXAMPLE1" {
+	if len(items) != 2 || items[0].Log != nil || items[1].Log != nil {
 		t.Fatalf("ingested %+v", items)
 	}
 }
 
+// TestWebhookIngestErrorIs503: a write that failed stored nothing; the raw
+// row is logged apart with the failure.
 func TestWebhookIngestErrorIs503(t *testing.T) {
 	e := newEnv(t, nil)
 	e.actors.setIngest(func(context.Context, []actors.Inbound) ([]actors.IngestResult, error) {
@@ -181,8 +221,10 @@ func TestWebhookIngestErrorIs503(t *testing.T) {
 	if r.status != 503 || r.errorText(t) == "" {
 		t.Fatalf("%d %q", r.status, r.body)
 	}
-	if got := e.store.outcome(1); !strings.HasPrefix(got, "failed: ") || !strings.Contains(got, "database down") {
-		t.Fatalf("outcome %q", got)
+	logs := e.store.logged()
+	if len(logs) != 1 || !strings.HasPrefix(logs[0].Outcome, "failed: ") || !strings.Contains(logs[0].Outcome, "database down") ||
+		string(logs[0].Body) != notification {
+		t.Fatalf("logged %+v", logs)
 	}
 }
 
@@ -195,16 +237,18 @@ func TestWebhookLogErrorIs503(t *testing.T) {
 	}
 }
 
+// TestWebhookDuplicateOutcome: an item that needed no write (LogID 0: the
+// store kept no row for it) is logged apart, with its outcome.
 func TestWebhookDuplicateOutcome(t *testing.T) {
 	e := newEnv(t, nil)
 	e.actors.setIngest(func(_ context.Context, items []actors.Inbound) ([]actors.IngestResult, error) {
 		return []actors.IngestResult{{Duplicate: true, MessageID: 5}}, nil
 	})
-	if r := e.webhook(notification); r.status != 200 {
+	if r := e.webhook(notification); r.status != 200 || !strings.Contains(string(r.body), `"duplicate"`) {
 		t.Fatalf("%d %q", r.status, r.body)
 	}
-	if got := e.store.outcome(1); got != "duplicate" {
-		t.Fatalf("outcome %q", got)
+	if logs := e.store.logged(); len(logs) != 1 || logs[0].Outcome != "duplicate" {
+		t.Fatalf("logged %+v", logs)
 	}
 }
 
