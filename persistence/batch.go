@@ -30,10 +30,17 @@ import (
 // cannot name the write at fault: the batch then falls back to single
 // writes, where it can. The state is built again on every attempt.
 type batchState struct {
-	convs   map[int64]*Conversation // locked conversations, as the batch left them
-	byKey   map[ConversationKey]*Conversation
-	dirty   []*Conversation // conversations to write back, in first-change order
-	isDirty map[int64]bool
+	convs map[int64]*Conversation // locked conversations, as the batch left them
+	byKey map[ConversationKey]*Conversation
+	// absent holds the keys the prefetch looked up and did not find (the
+	// write creates the conversation without looking again).
+	absent map[ConversationKey]bool
+	// contacts holds the contacts of the phones the prefetch looked up, as
+	// the database had them (nil: no such contact); a phone that is not a
+	// key was not looked up, or its contact changed since.
+	contacts map[string]*contactRow
+	dirty    []*Conversation // conversations to write back, in first-change order
+	isDirty  map[int64]bool
 
 	// queried holds the channel+provider id keys looked up before the
 	// writes ran; known those that exist (in the database or in this batch).
@@ -98,13 +105,22 @@ func batched(k opKind) bool {
 	return k == opConversationWrite || k == opWebhookLog || k == opWebhookOutcome
 }
 
+// contactRow is a contact as createConversation needs it.
+type contactRow struct {
+	id, ownerRMID int64
+	name          string
+	smsOptedOut   bool
+}
+
 func newBatchState() *batchState {
 	return &batchState{
-		convs:   map[int64]*Conversation{},
-		byKey:   map[ConversationKey]*Conversation{},
-		isDirty: map[int64]bool{},
-		queried: map[string]bool{},
-		known:   map[string]bool{},
+		convs:    map[int64]*Conversation{},
+		byKey:    map[ConversationKey]*Conversation{},
+		absent:   map[ConversationKey]bool{},
+		contacts: map[string]*contactRow{},
+		isDirty:  map[int64]bool{},
+		queried:  map[string]bool{},
+		known:    map[string]bool{},
 	}
 }
 
@@ -115,6 +131,8 @@ func pidKey(channel, pid string) string { return channel + "\x00" + pid }
 func (b *batchState) forget() {
 	clear(b.convs)
 	clear(b.byKey)
+	clear(b.absent)
+	clear(b.contacts)
 }
 
 // cache records c (a copy) as the batch's view of its conversation and
@@ -148,9 +166,11 @@ const prefetchChunk = 500
 // up which of their inbound provider ids already exist. A scripted
 // transaction sends BEGIN and both lookups in one request.
 func (s *store) prefetch(ctx context.Context, tx *batchTx, b *batchState, ops []*op) error {
-	var ids, pids []any
+	var ids, pids, phones []any
 	seen := map[int64]bool{}
 	seenPID := map[string]bool{}
+	keys := map[ConversationKey]bool{}
+	seenPhone := map[string]bool{}
 	for _, o := range ops {
 		if o.kind != opConversationWrite {
 			continue
@@ -158,6 +178,13 @@ func (s *store) prefetch(ctx context.Context, tx *batchTx, b *batchState, ops []
 		if id := o.w.ConversationID; id > 0 && !seen[id] {
 			seen[id] = true
 			ids = append(ids, id)
+		}
+		if o.w.ConversationID == 0 && validateWrite(o.w) == nil {
+			keys[o.w.Key] = true
+			if p := o.w.Key.ContactPhone; !seenPhone[p] {
+				seenPhone[p] = true
+				phones = append(phones, p)
+			}
 		}
 		for _, it := range o.w.Items {
 			if pid := inboundPID(it); pid != "" && !seenPID[pid] {
@@ -187,6 +214,43 @@ func (s *store) prefetch(ctx context.Context, tx *batchTx, b *batchState, ops []
 		})
 		ids = ids[n:]
 	}
+	// The conversations the writes name by key, and their contacts: a new
+	// contact's first message then costs its two inserts only.
+	for len(phones) > 0 {
+		n := min(len(phones), prefetchChunk)
+		lookups = append(lookups, lookup{
+			query: `SELECT ` + conversationCols + ` FROM ` + conversationFrom + ` WHERE ct.phone IN (` + placeholders(n) + `) ORDER BY c.id` + forUpdate,
+			args:  phones[:n],
+			scan: func(rows *sql.Rows) error {
+				c := &Conversation{}
+				if err := rows.Scan(conversationDest(c)...); err != nil {
+					return err
+				}
+				if keys[c.Key] && b.convs[c.ID] == nil {
+					b.cache(c)
+				}
+				return nil
+			},
+		}, lookup{
+			query: `SELECT id, phone, name, owner_rm_id, sms_opted_out FROM contacts WHERE phone IN (` + placeholders(n) + `)` + forUpdate,
+			args:  phones[:n],
+			scan: func(rows *sql.Rows) error {
+				var c contactRow
+				var phone string
+				if err := rows.Scan(scanInt{&c.id}, &phone, scanStr{&c.name}, scanInt{&c.ownerRMID}, &c.smsOptedOut); err != nil {
+					return err
+				}
+				b.contacts[phone] = &c
+				return nil
+			},
+		})
+		for _, p := range phones[:n] {
+			if _, ok := b.contacts[p.(string)]; !ok {
+				b.contacts[p.(string)] = nil // filled by the scan when the contact exists
+			}
+		}
+		phones = phones[n:]
+	}
 	for len(pids) > 0 {
 		n := min(len(pids), prefetchChunk)
 		lookups = append(lookups, lookup{
@@ -205,6 +269,11 @@ func (s *store) prefetch(ctx context.Context, tx *batchTx, b *batchState, ops []
 	}
 	if err := runLookups(ctx, tx, lookups); err != nil {
 		return err
+	}
+	for k := range keys {
+		if b.byKey[k] == nil {
+			b.absent[k] = true
+		}
 	}
 	// The ids looked up, by the channel of the conversation they go to.
 	for _, o := range ops {

@@ -564,6 +564,17 @@ func (t *txn) insert(query string, args ...any) (int64, error) {
 	return res.LastInsertId()
 }
 
+// insertDirect is insert for a statement that reads no message: the
+// batch's pending messages stay pending.
+func (t *txn) insertDirect(query string, args ...any) (int64, error) {
+	t.dirty = true
+	res, err := t.tx.ExecContext(t.ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
 // forUpdate locks the rows a read returns until the end of the transaction
 // (MySQL; SQLite's writer already holds the database write lock).
 func (t *txn) forUpdate() string {

@@ -586,3 +586,74 @@ func TestWebhookLogWithItem(t *testing.T) {
 		}
 	})
 }
+
+// TestOpeningRequests: on MySQL the first messages of n new contacts in one
+// batch cost two requests each (the contact's and the conversation's
+// inserts) besides the batch's two: the batch looks up the conversations it
+// names by key, and their contacts, with its first request. A contact that
+// exists (here on another channel) is read there too.
+func TestOpeningRequests(t *testing.T) {
+	const n = 4
+	s := storetest.OpenMySQLConfig(t, func(c *persistence.Config) {
+		c.BatchMaxRows = n
+		c.BatchMaxWait = time.Hour
+	})
+	r, ok := s.(interface{ RequestsForTest() int64 })
+	if !ok {
+		t.Fatal("store has no RequestsForTest (export_test.go)")
+	}
+	write := func(k persistence.ConversationKey, pid string) *persistence.ConversationWrite {
+		return &persistence.ConversationWrite{Key: k, ContactName: "Name " + pid, Items: []persistence.WriteItem{inbound(pid)}}
+	}
+	sms := func(i int) persistence.ConversationKey {
+		k := key(950 + i)
+		k.Channel = persistence.ChannelSMS
+		return k
+	}
+	// n new contacts.
+	var ws []*persistence.ConversationWrite
+	for i := range n {
+		ws = append(ws, write(key(950+i), fmt.Sprint("wamid.OPEN", i)))
+	}
+	before := r.RequestsForTest()
+	res, errs := submit(s, ws)
+	if got, want := r.RequestsForTest()-before, int64(2+2*n); got != want {
+		t.Fatalf("opening %d conversations took %d requests, want %d", n, got, want)
+	}
+	for i, err := range errs {
+		if err != nil || !res[i].Created || res[i].Conversation.ContactName != fmt.Sprint("Name wamid.OPEN", i) {
+			t.Fatalf("write %d: %+v %v", i, res[i], err)
+		}
+	}
+	// The same contacts on SMS: their contacts exist; the conversations
+	// are new; the WhatsApp ones are not touched.
+	ws = ws[:0]
+	for i := range n {
+		ws = append(ws, write(sms(i), fmt.Sprint("SM", i)))
+	}
+	sres, errs := submit(s, ws)
+	for i, err := range errs {
+		if err != nil || !sres[i].Created || sres[i].Conversation.ContactID != res[i].Conversation.ContactID ||
+			sres[i].Conversation.ID == res[i].Conversation.ID || sres[i].Conversation.ContactName != fmt.Sprint("Name SM", i) {
+			t.Fatalf("sms write %d: %+v %v", i, sres[i], err)
+		}
+	}
+	// Both again, by key: found, not created, in order.
+	ws = ws[:0]
+	for i := range n / 2 {
+		ws = append(ws, write(key(950+i), fmt.Sprint("wamid.AGAIN", i)), write(sms(i), fmt.Sprint("SMAGAIN", i)))
+	}
+	for _, w := range ws {
+		w.LastSeq = 1
+	}
+	again, errs := submit(s, ws)
+	for i, err := range errs {
+		want := res[i/2].Conversation.ID
+		if i%2 == 1 {
+			want = sres[i/2].Conversation.ID
+		}
+		if err != nil || again[i].Created || again[i].Conversation.ID != want || again[i].Conversation.LastSeq != 2 {
+			t.Fatalf("write %d again: %+v %v", i, again[i], err)
+		}
+	}
+}

@@ -156,10 +156,14 @@ func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResu
 			}
 		}
 	} else if cached = t.b.byKey[w.Key]; cached == nil {
-		conv, err = scanConversation(t.queryRow(
-			`SELECT `+conversationCols+` FROM `+conversationFrom+`
-			WHERE c.channel = ? AND c.business_number = ? AND ct.phone = ?`+t.forUpdate(),
-			w.Key.Channel, w.Key.BusinessNumber, w.Key.ContactPhone))
+		if t.b.absent[w.Key] {
+			err = sql.ErrNoRows // the prefetch looked
+		} else {
+			conv, err = scanConversation(t.queryRow(
+				`SELECT `+conversationCols+` FROM `+conversationFrom+`
+				WHERE c.channel = ? AND c.business_number = ? AND ct.phone = ?`+t.forUpdate(),
+				w.Key.Channel, w.Key.BusinessNumber, w.Key.ContactPhone))
+		}
 		if errors.Is(err, sql.ErrNoRows) {
 			if w.LastSeq != 0 {
 				return nil, fmt.Errorf("%w: conversation %s does not exist, the write expected seq %d", ErrSeqTaken, w.Key, w.LastSeq)
@@ -253,17 +257,33 @@ func (s *store) applyConversationWrite(t *txn, w *ConversationWrite) (*WriteResu
 // conversation (assigned to w.InitialRMID).
 func (t *txn) createConversation(w *ConversationWrite) (*Conversation, error) {
 	s := t.s
+	phone := w.Key.ContactPhone
 	conv := &Conversation{Key: w.Key, AssignedRMID: w.InitialRMID, CreatedAt: t.now}
-	err := t.queryRow(`SELECT id, name, owner_rm_id, sms_opted_out FROM contacts WHERE phone = ?`+t.forUpdate(), w.Key.ContactPhone).
-		Scan(scanInt{&conv.ContactID}, scanStr{&conv.ContactName}, scanInt{&conv.OwnerRMID}, &conv.SMSOptedOut)
+	var err error
+	if c, looked := t.b.contacts[phone]; looked {
+		// The prefetch read (and locked) it, or found none.
+		if c == nil {
+			err = sql.ErrNoRows
+		} else {
+			conv.ContactID, conv.ContactName, conv.OwnerRMID, conv.SMSOptedOut = c.id, c.name, c.ownerRMID, c.smsOptedOut
+		}
+	} else {
+		err = t.queryRow(`SELECT id, name, owner_rm_id, sms_opted_out FROM contacts WHERE phone = ?`+t.forUpdate(), phone).
+			Scan(scanInt{&conv.ContactID}, scanStr{&conv.ContactName}, scanInt{&conv.OwnerRMID}, &conv.SMSOptedOut)
+	}
+	// Inserts into contacts and conversations read no message: the batch's
+	// pending messages need not go first (insertDirect).
+	const contactInsert = `INSERT INTO contacts (phone, name, owner_rm_id, created_at) VALUES (?, ?, ?, ?)`
+	const conversationInsert = `INSERT INTO conversations (channel, business_number, contact_id, assigned_rm_id, last_seq, created_at) VALUES `
+	contactArgs := []any{phone, w.ContactName, nullID(w.OwnerRMID), s.tv(t.now)}
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		conv.ContactName, conv.OwnerRMID = w.ContactName, w.OwnerRMID
-		conv.ContactID, err = t.insert(`INSERT INTO contacts (phone, name, owner_rm_id, created_at) VALUES (?, ?, ?, ?)`,
-			w.Key.ContactPhone, w.ContactName, nullID(w.OwnerRMID), s.tv(t.now))
+		conv.ContactID, err = t.insertDirect(contactInsert, contactArgs...)
 		if err != nil {
 			return nil, err
 		}
+		t.b.contacts[phone] = &contactRow{id: conv.ContactID, name: conv.ContactName, ownerRMID: conv.OwnerRMID}
 	case err != nil:
 		return nil, err
 	default:
@@ -271,18 +291,21 @@ func (t *txn) createConversation(w *ConversationWrite) (*Conversation, error) {
 			return nil, err
 		}
 	}
-	conv.ID, err = t.insert(`INSERT INTO conversations (channel, business_number, contact_id, assigned_rm_id, last_seq, created_at)
-		VALUES (?, ?, ?, ?, 0, ?)`,
+	conv.ID, err = t.insertDirect(conversationInsert+`(?, ?, ?, ?, 0, ?)`,
 		w.Key.Channel, w.Key.BusinessNumber, conv.ContactID, nullID(w.InitialRMID), s.tv(t.now))
 	if err != nil {
 		return nil, err
 	}
+	delete(t.b.absent, w.Key)
 	return conv, nil
 }
 
 // updateContact sets the contact's name (when w carries one) and its owner
 // (when w names one and the contact has none).
 func (t *txn) updateContact(conv *Conversation, w *ConversationWrite) error {
+	if (w.ContactName != "" && w.ContactName != conv.ContactName) || (w.OwnerRMID > 0 && conv.OwnerRMID == 0) {
+		delete(t.b.contacts, conv.Key.ContactPhone) // read again if needed
+	}
 	if w.ContactName != "" && w.ContactName != conv.ContactName {
 		if _, err := t.exec(`UPDATE contacts SET name = ? WHERE id = ?`, w.ContactName, conv.ContactID); err != nil {
 			return err
@@ -303,6 +326,7 @@ func (t *txn) setSMSOptOut(conv *Conversation, out bool) error {
 	if out == conv.SMSOptedOut {
 		return nil
 	}
+	delete(t.b.contacts, conv.Key.ContactPhone) // read again if needed
 	if _, err := t.exec(`UPDATE contacts SET sms_opted_out = ? WHERE id = ?`, out, conv.ContactID); err != nil {
 		return err
 	}
