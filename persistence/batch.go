@@ -245,9 +245,7 @@ func (s *store) prefetch(ctx context.Context, tx *batchTx, b *batchState, ops []
 			},
 		})
 		for _, p := range phones[:n] {
-			if _, ok := b.contacts[p.(string)]; !ok {
-				b.contacts[p.(string)] = nil // filled by the scan when the contact exists
-			}
+			b.contacts[p.(string)] = nil // the scan fills those that exist
 		}
 		phones = phones[n:]
 	}
@@ -459,14 +457,10 @@ func (s *store) flushScript(ctx context.Context, tx *batchTx, b *batchState, com
 	inScript := map[*Message]string{}
 	for len(b.messages) > 0 {
 		ms := b.messages
-		n := chunk(len(ms), func(i int) int { return ms[i].size })
-		size := 0
-		args := make([]any, 0, 17*n)
+		n, args, size := nextRows(ms, true)
 		msgs := make([]*Message, n)
 		for i, m := range ms[:n] {
-			args = append(args, m.args...)
 			msgs[i] = m.m
-			size += m.size
 		}
 		if err := add(size, func() {
 			v := sc.insert(messageInsert+rowsOf(17, n), size, args, func(first int64) {
@@ -537,14 +531,10 @@ func (s *store) flushScript(ctx context.Context, tx *batchTx, b *batchState, com
 	b.outcomes = b.outcomes[:0]
 	for pos := 0; pos < len(b.hooks); {
 		hs := b.hooks[pos:]
-		n := chunk(len(hs), func(i int) int { return hs[i].size })
-		size := 0
-		args := make([]any, 0, 6*n)
+		n, args, size := nextRows(hs, true)
 		ptrs := make([]*int64, n)
 		for i, h := range hs[:n] {
-			args = append(args, h.args...)
 			ptrs[i] = h.id
-			size += h.size
 		}
 		if err := add(size, func() {
 			sc.insert(webhookLogInsert+rowsOf(6, n), size, args, func(first int64) {
@@ -664,14 +654,7 @@ const webhookLogInsert = `INSERT INTO webhook_log (provider, path, headers, body
 func (s *store) flushMessages(ctx context.Context, tx *batchTx, b *batchState) error {
 	for len(b.messages) > 0 {
 		ms := b.messages
-		n := 1
-		if s.seqIDs {
-			n = chunk(len(ms), func(i int) int { return ms[i].size })
-		}
-		args := make([]any, 0, 17*n)
-		for _, m := range ms[:n] {
-			args = append(args, m.args...)
-		}
+		n, args, _ := nextRows(ms, s.seqIDs)
 		id, err := s.insertRows(ctx, tx, messageInsert+rowsOf(17, n), args, n)
 		if err != nil {
 			return err
@@ -690,18 +673,27 @@ func (s *store) flushMessages(ctx context.Context, tx *batchTx, b *batchState) e
 // default is 4 MiB; escaping may double a blob). A larger row goes alone.
 const flushBytes = 1 << 20
 
-// chunk returns how many of the next rows (sizes by i) go in one statement:
-// at least one, at most flushChunk, within flushBytes.
-func chunk(n int, size func(i int) int) int {
-	k, total := 0, 0
-	for k < n && k < flushChunk {
-		total += size(k)
-		if k > 0 && total > flushBytes {
+// pendingRow is a row waiting for a multi-row INSERT: its values and the
+// bytes of its variable-length ones.
+type pendingRow interface{ values() ([]any, int) }
+
+func (m pendingMessage) values() ([]any, int) { return m.args, m.size }
+func (h pendingHook) values() ([]any, int)    { return h.args, h.size }
+
+// nextRows returns how many of rows go in the next multi-row INSERT (one
+// unless many; otherwise at least one, at most flushChunk, within
+// flushBytes), their values and the bytes of their variable-length ones.
+func nextRows[T pendingRow](rows []T, many bool) (n int, args []any, size int) {
+	for n < len(rows) && n < flushChunk && (n == 0 || many) {
+		a, sz := rows[n].values()
+		if n > 0 && size+sz > flushBytes {
 			break
 		}
-		k++
+		args = append(args, a...)
+		size += sz
+		n++
 	}
-	return k
+	return n, args, size
 }
 
 // flushWebhooks applies the pending outcomes (one UPDATE per outcome and
@@ -716,14 +708,7 @@ func (s *store) flushWebhooks(ctx context.Context, tx *batchTx, b *batchState) e
 	b.outcomes = b.outcomes[:0]
 	for pos := 0; pos < len(b.hooks); {
 		hs := b.hooks[pos:]
-		n := 1
-		if s.seqIDs {
-			n = chunk(len(hs), func(i int) int { return hs[i].size })
-		}
-		args := make([]any, 0, 6*n)
-		for _, h := range hs[:n] {
-			args = append(args, h.args...)
-		}
+		n, args, _ := nextRows(hs, s.seqIDs)
 		id, err := s.insertRows(ctx, tx, webhookLogInsert+rowsOf(6, n), args, n)
 		if err != nil {
 			return err
