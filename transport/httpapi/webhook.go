@@ -130,13 +130,12 @@ func (s *Server) commitWebhook(c *call, raw rawWebhook, apply func(ctx context.C
 			s.store.SetWebhookOutcome(lg.id, outcomeFailed+applyErr.Error(), nil)
 		}
 	}
-	if lg.err == nil && errors.Is(applyErr, actors.ErrBadRequest) {
-		// Input the store refuses: retrying cannot help, say why.
-		writeError(c.ctx, fasthttp.StatusBadRequest, applyErr.Error())
+	if lg.err != nil {
+		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
 		return "", false
 	}
-	if lg.err != nil || applyErr != nil {
-		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
+	if applyErr != nil {
+		notApplied(c, applyErr)
 		return "", false
 	}
 	s.store.SetWebhookOutcome(lg.id, outcome, nil)
@@ -239,16 +238,22 @@ func (s *Server) commitItem(c *call, raw rawWebhook, item actors.Inbound) (strin
 		}
 		logID = id
 	}
-	if errors.Is(applyErr, actors.ErrBadRequest) {
-		// Input the store refuses: retrying cannot help, say why.
-		writeError(c.ctx, fasthttp.StatusBadRequest, applyErr.Error())
-		return "", false
-	}
 	if applyErr != nil {
-		writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
+		notApplied(c, applyErr)
 		return "", false
 	}
 	c.outcome = outcome
 	c.log.Info().Str("provider", raw.provider).Int64("webhook_id", logID).Str("outcome", outcome).Msg("webhook committed")
 	return outcome, true
+}
+
+// notApplied answers a webhook whose items were not applied (its log row is
+// stored): 400 for input the store refuses, since retrying cannot help; 503
+// otherwise, so that the provider retries.
+func notApplied(c *call, applyErr error) {
+	if errors.Is(applyErr, actors.ErrBadRequest) {
+		writeError(c.ctx, fasthttp.StatusBadRequest, applyErr.Error())
+		return
+	}
+	writeError(c.ctx, fasthttp.StatusServiceUnavailable, actors.ErrUnavailable.Error())
 }
