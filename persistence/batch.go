@@ -13,8 +13,9 @@ import (
 // writes, so that a batch costs a few statements per table instead of a few
 // per write:
 //   - the conversations the batch locked and changed (one SELECT ... FOR
-//     UPDATE for all the writes that name their conversation by id, one
-//     UPDATE for all the conversations that changed, at the end);
+//     UPDATE for all the writes that name their conversation by id, or none
+//     when they all come from the committed cache, convcache.go; one UPDATE
+//     for all the conversations that changed, at the end);
 //   - the provider ids of the batch's inbound messages that already exist
 //     (one SELECT; a redelivery is then read in full, a new message is not);
 //   - messages, events and outbox rows, inserted with one multi-row INSERT
@@ -58,6 +59,10 @@ type batchState struct {
 
 	hooks    []pendingHook
 	outcomes []pendingOutcome
+
+	// forgotten holds the conversations forget dropped: they leave the
+	// committed cache when the batch commits.
+	forgotten []int64
 }
 
 // pendingMessage is a message row waiting for the flush, which sets m.ID.
@@ -129,6 +134,9 @@ func pidKey(channel, pid string) string { return channel + "\x00" + pid }
 // forget drops the cached conversations (after a flush, before an op that
 // may change conversations behind the cache).
 func (b *batchState) forget() {
+	for id := range b.convs {
+		b.forgotten = append(b.forgotten, id)
+	}
 	clear(b.convs)
 	clear(b.byKey)
 	clear(b.absent)
@@ -164,8 +172,11 @@ const prefetchChunk = 500
 
 // prefetch locks the conversations the batch's writes name by id and looks
 // up which of their inbound provider ids already exist. A scripted
-// transaction sends BEGIN and both lookups in one request.
-func (s *store) prefetch(ctx context.Context, tx *batchTx, b *batchState, ops []*op) error {
+// transaction sends BEGIN and both lookups in one request. With fromCache
+// (every conversation is in the committed cache, convcache.go) it reads
+// nothing: the conversations come from the cache and every provider id
+// counts as new.
+func (s *store) prefetch(ctx context.Context, tx *batchTx, b *batchState, ops []*op, fromCache bool) error {
 	var ids, pids, phones []any
 	seen := map[int64]bool{}
 	seenPID := map[string]bool{}
@@ -192,6 +203,12 @@ func (s *store) prefetch(ctx context.Context, tx *batchTx, b *batchState, ops []
 				pids = append(pids, pid)
 			}
 		}
+	}
+	if fromCache {
+		for _, id := range ids {
+			b.cache(s.convs.get(id.(int64)))
+		}
+		ids, pids = nil, nil
 	}
 	forUpdate := ""
 	if s.dialect == dialectMySQL {

@@ -304,10 +304,28 @@ func (s *store) safely(what string, f func()) {
 func (s *store) applyBatch(batch []*op) error {
 	var first error
 	pending := batch
+	fromCache := s.cacheServes(pending)
+	if fromCache {
+		s.cachedBatches.Add(1)
+	}
+	if s.convs != nil {
+		defer func() { s.convsLen.Store(int64(s.convs.len())) }()
+	}
 	for len(pending) > 0 {
-		bad, err := s.runTx(pending)
+		bad, err := s.runTx(pending, fromCache)
 		if err == nil {
 			return first
+		}
+		if fromCache {
+			// A redelivery or a conversation the cache has behind: the
+			// batch runs again with its reads (convcache.go).
+			s.cacheMisses.Add(1)
+			s.forgetBatch(pending)
+			fromCache = false
+			continue
+		}
+		if s.convs != nil {
+			s.convs.clear()
 		}
 		if first == nil {
 			first = err
@@ -351,7 +369,7 @@ func (s *store) pingWriter() error {
 
 // runTx applies ops in one transaction. On failure it returns the index of
 // the op whose error aborted the transaction (-1 when BEGIN or COMMIT failed).
-func (s *store) runTx(ops []*op) (int, error) {
+func (s *store) runTx(ops []*op, fromCache bool) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
 	tx, err := s.beginBatch(ctx)
@@ -365,7 +383,7 @@ func (s *store) runTx(ops []*op) (int, error) {
 	}
 	now := dbNow()
 	b := newBatchState()
-	if err := s.prefetch(ctx, tx, b, ops); err != nil {
+	if err := s.prefetch(ctx, tx, b, ops, fromCache); err != nil {
 		tx.rollback()
 		reset()
 		return -1, fmt.Errorf("prefetch: %w", err)
@@ -387,6 +405,12 @@ func (s *store) runTx(ops []*op) (int, error) {
 			tx.rollback()
 			return i, fmt.Errorf("write %d of %d: %w", i+1, len(ops), o.err)
 		}
+		if o.err != nil && fromCache && (errors.Is(o.err, ErrSeqTaken) || errors.Is(o.err, ErrNotFound)) {
+			// The cache may be behind: the database decides.
+			tx.rollback()
+			reset()
+			return i, fmt.Errorf("write %d of %d: cached conversation: %w", i+1, len(ops), o.err)
+		}
 	}
 	if err := s.flush(ctx, tx, b, true); err != nil {
 		tx.rollback()
@@ -397,7 +421,54 @@ func (s *store) runTx(ops []*op) (int, error) {
 		reset()
 		return -1, fmt.Errorf("commit: %w", err)
 	}
+	s.remember(b)
 	return -1, nil
+}
+
+// cacheServes reports whether every conversation the batch writes is in the
+// committed cache and no op reads the database directly: the batch can then
+// skip its reads.
+func (s *store) cacheServes(ops []*op) bool {
+	if s.convs == nil {
+		return false
+	}
+	for _, o := range ops {
+		if !batched(o.kind) {
+			return false
+		}
+		if o.kind == opConversationWrite && s.convs.get(o.w.ConversationID) == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// remember caches the conversations of a committed batch as it left them.
+func (s *store) remember(b *batchState) {
+	if s.convs == nil {
+		return
+	}
+	for _, id := range b.forgotten {
+		s.convs.remove(id)
+	}
+	for _, c := range b.convs {
+		s.convs.put(c)
+	}
+}
+
+// CommitStats reads the committer's counters.
+func (s *store) CommitStats() CommitStats {
+	return CommitStats{Requests: s.requests.Load(), CachedBatches: s.cachedBatches.Load(),
+		CacheMisses: s.cacheMisses.Load(), CachedConversations: s.convsLen.Load()}
+}
+
+// forgetBatch drops the conversations of ops from the committed cache.
+func (s *store) forgetBatch(ops []*op) {
+	for _, o := range ops {
+		if o.kind == opConversationWrite {
+			s.convs.remove(o.w.ConversationID)
+		}
+	}
 }
 
 // runAlone applies one op in its own transaction.

@@ -46,5 +46,8 @@ func (s *store) QueueWebhooksForTest(ops []WebhookOpForTest) ([]int64, []error) 
 	return ids, errs
 }
 
-// RequestsForTest is how many requests the committer sent to the database.
-func (s *store) RequestsForTest() int64 { return s.requests.Load() }
+// ExecForTest runs a statement outside the committer (another writer).
+func (s *store) ExecForTest(ctx context.Context, query string, args ...any) error {
+	_, err := s.rdb.ExecContext(ctx, query, args...)
+	return err
+}

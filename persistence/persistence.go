@@ -476,6 +476,27 @@ type WebhookLogReader interface {
 	WebhookLogByID(ctx context.Context, id int64) (*WebhookLog, error)
 }
 
+// CommitStats counts what the committer did since the store opened
+// (operations: read at scrape time).
+type CommitStats struct {
+	// Requests the committer sent to the database (a MySQL batch is one to
+	// three, see script.go).
+	Requests int64
+	// CachedBatches took every conversation from the committed cache and
+	// skipped their reads (MySQL, convcache.go); CacheMisses of them ran
+	// again with the reads (a redelivery, a conversation the cache had
+	// behind).
+	CachedBatches, CacheMisses int64
+	// CachedConversations is the cache's size when read.
+	CachedConversations int64
+}
+
+// CommitStatsReader reads the committer's counters. The stores returned by
+// Open implement it.
+type CommitStatsReader interface {
+	CommitStats() CommitStats
+}
+
 // OutboundPending is an outbound message that has not reached the provider yet.
 type OutboundPending struct {
 	Message      Message

@@ -20,7 +20,9 @@ import (
 // statements per request (the driver's multiStatements; every value is still
 // interpolated and escaped by the driver):
 //   - BEGIN travels with the batch's first reads (the conversations it locks
-//     and the dedupe lookup): one round trip;
+//     and the dedupe lookup): one round trip, none when the conversations
+//     come from the committed cache (convcache.go) and BEGIN goes with the
+//     rows;
 //   - the pending rows of all tables, the conversations' new state, the
 //     webhook outcomes and COMMIT travel together, and the first id of each
 //     multi-row INSERT comes back from a SELECT of the user variables the

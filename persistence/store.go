@@ -110,15 +110,23 @@ type store struct {
 	scripted bool
 	// requests counts the committer's requests to the database.
 	requests atomic.Int64
+	// convs: the conversations as committed (MySQL; convcache.go), used by
+	// the committer goroutine only; cachedBatches counts the batches that
+	// took their conversations from it, cacheMisses those that then ran
+	// again with their reads, convsLen its size after the last batch.
+	convs                      *convCache
+	cachedBatches, cacheMisses atomic.Int64
+	convsLen                   atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 var (
-	_ Store            = (*store)(nil)
-	_ WebhookLogReader = (*store)(nil)
-	_ Outbox           = (*store)(nil)
+	_ Store             = (*store)(nil)
+	_ WebhookLogReader  = (*store)(nil)
+	_ CommitStatsReader = (*store)(nil)
+	_ Outbox            = (*store)(nil)
 )
 
 // Open connects to the database described by cfg and starts the committer.
@@ -161,6 +169,9 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (Store, error) {
 	}
 	s.seqIDs = s.autoincConsecutive(ctx)
 	s.scripted = s.dialect == dialectMySQL && s.seqIDs
+	if s.scripted {
+		s.convs = newConvCache(convCacheSize)
+	}
 	s.c.start(s)
 	return s, nil
 }

@@ -96,6 +96,11 @@ func inbound(pid string) persistence.WriteItem {
 	return persistence.WriteItem{Kind: persistence.ItemInbound, Message: &persistence.Message{ProviderMessageID: pid, Text: "x"}}
 }
 
+// stats reads the committer's counters.
+func stats(s persistence.Store) persistence.CommitStats {
+	return s.(persistence.CommitStatsReader).CommitStats()
+}
+
 // submit queues ws and waits for all completions.
 func submit(s persistence.Store, ws []*persistence.ConversationWrite) ([]*persistence.WriteResult, []error) {
 	res := make([]*persistence.WriteResult, len(ws))
@@ -443,16 +448,18 @@ func breakStatusHistory(t *testing.T, s persistence.Store) {
 	}
 }
 
-// TestBatchRequests: on MySQL a batch of writes to open conversations,
-// webhook log rows and outcomes is two requests to the database (BEGIN with
-// the locking reads; the rows of every table, the outcomes and COMMIT), three
-// when CRM outbox rows, which carry the new messages' ids, are written too.
+// TestBatchRequests: on MySQL a batch of writes to conversations the
+// committer has committed before, webhook log rows and outcomes is one
+// request to the database (BEGIN, the rows of every table, the outcomes and
+// COMMIT: the conversations come from the committed cache, convcache.go),
+// two when CRM outbox rows, which carry the new messages' ids, are written
+// too. (TestCachedConversations counts the batches that read first.)
 func TestBatchRequests(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		outbox bool
 		want   int64
-	}{{"no outbox", false, 2}, {"outbox", true, 3}} {
+	}{{"no outbox", false, 1}, {"outbox", true, 2}} {
 		t.Run(tc.name, func(t *testing.T) {
 			const n = 4
 			s := storetest.OpenMySQLConfig(t, func(c *persistence.Config) {
@@ -460,10 +467,6 @@ func TestBatchRequests(t *testing.T) {
 				c.BatchMaxWait = time.Hour
 				c.Outbox = tc.outbox
 			})
-			r, ok := s.(interface{ RequestsForTest() int64 })
-			if !ok {
-				t.Fatal("store has no RequestsForTest (export_test.go)")
-			}
 			ctx := context.Background()
 			// First batch: n new conversations and n log rows.
 			convs := make([]int64, n)
@@ -495,7 +498,7 @@ func TestBatchRequests(t *testing.T) {
 			}
 			// Second batch: a message to each conversation and an outcome for
 			// each row.
-			before := r.RequestsForTest()
+			before := stats(s).Requests
 			results := make([]*persistence.WriteResult, n)
 			for i := range n {
 				wg.Add(2)
@@ -519,7 +522,7 @@ func TestBatchRequests(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if got := r.RequestsForTest() - before; got != tc.want {
+			if got := stats(s).Requests - before; got != tc.want {
 				t.Fatalf("the batch took %d requests, want %d", got, tc.want)
 			}
 			// What the batch reported is what it stored.
@@ -598,10 +601,6 @@ func TestOpeningRequests(t *testing.T) {
 		c.BatchMaxRows = n
 		c.BatchMaxWait = time.Hour
 	})
-	r, ok := s.(interface{ RequestsForTest() int64 })
-	if !ok {
-		t.Fatal("store has no RequestsForTest (export_test.go)")
-	}
 	write := func(k persistence.ConversationKey, pid string) *persistence.ConversationWrite {
 		return &persistence.ConversationWrite{Key: k, ContactName: "Name " + pid, Items: []persistence.WriteItem{inbound(pid)}}
 	}
@@ -615,9 +614,9 @@ func TestOpeningRequests(t *testing.T) {
 	for i := range n {
 		ws = append(ws, write(key(950+i), fmt.Sprint("wamid.OPEN", i)))
 	}
-	before := r.RequestsForTest()
+	before := stats(s).Requests
 	res, errs := submit(s, ws)
-	if got, want := r.RequestsForTest()-before, int64(2+2*n); got != want {
+	if got, want := stats(s).Requests-before, int64(2+2*n); got != want {
 		t.Fatalf("opening %d conversations took %d requests, want %d", n, got, want)
 	}
 	for i, err := range errs {
@@ -655,5 +654,145 @@ func TestOpeningRequests(t *testing.T) {
 		if err != nil || again[i].Created || again[i].Conversation.ID != want || again[i].Conversation.LastSeq != 2 {
 			t.Fatalf("write %d again: %+v %v", i, again[i], err)
 		}
+	}
+}
+
+// TestCachedConversations: a batch that takes its conversations from the
+// committed cache skips its reads, and the database still decides.
+//   - A redelivery, which the skipped dedupe lookup would have found, hits
+//     the unique key: the attempt is rolled back and the batch runs again
+//     with its reads, which report the duplicate; nothing is stored twice.
+//   - A conversation changed behind the committer's back (another writer):
+//     a write at the database's seq, which the cache thinks taken, runs
+//     again with the reads and succeeds; a write at the cache's seq hits the
+//     events' unique (conversation, seq) and fails with ErrSeqTaken, as it
+//     would have with the reads.
+//   - A contact's change through one of its conversations (SMS opt-out, a
+//     new name) shows in its other cached conversation.
+func TestCachedConversations(t *testing.T) {
+	s := storetest.OpenMySQLConfig(t, func(c *persistence.Config) {
+		c.BatchMaxRows = 2 // the batches below hold two writes
+		c.BatchMaxWait = time.Hour
+	})
+	x, ok := s.(interface {
+		ExecForTest(ctx context.Context, query string, args ...any) error
+	})
+	if !ok {
+		t.Fatal("store has no ExecForTest (export_test.go)")
+	}
+	ctx := context.Background()
+	sms := key(970)
+	sms.Channel = persistence.ChannelSMS
+	one := func(w *persistence.ConversationWrite) *persistence.WriteResult {
+		t.Helper()
+		res, errs := submit(s, []*persistence.ConversationWrite{w, {Key: key(971), ContactName: "Other"}})
+		if errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+		return res[0]
+	}
+	// Two conversations of one contact, committed (and cached) by two
+	// batches.
+	wa := one(&persistence.ConversationWrite{Key: key(970), ContactName: "Asha", Items: []persistence.WriteItem{inbound("wamid.C1")}}).Conversation
+	sm := one(&persistence.ConversationWrite{Key: sms, Items: []persistence.WriteItem{inbound("SMC1")}}).Conversation
+	other := one(&persistence.ConversationWrite{Key: key(971)}).Conversation
+
+	// A batch of cached conversations: one request.
+	before, misses, cached := stats(s).Requests, stats(s).CacheMisses, stats(s).CachedBatches
+	res, errs := submit(s, []*persistence.ConversationWrite{
+		{ConversationID: wa.ID, LastSeq: 1, Items: []persistence.WriteItem{inbound("wamid.C2")}},
+		{ConversationID: other.ID, LastSeq: 0, Items: []persistence.WriteItem{inbound("wamid.O1")}},
+	})
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	if got := stats(s).Requests - before; got != 1 || stats(s).CacheMisses != misses || stats(s).CachedBatches-cached != 1 {
+		t.Fatalf("cached batch: %d requests, %d misses, %d cached batches, want 1, 0 and 1",
+			got, stats(s).CacheMisses-misses, stats(s).CachedBatches-cached)
+	}
+	if res[0].Conversation.LastSeq != 2 || res[0].Conversation.ContactName != "Asha" || res[1].Conversation.LastSeq != 1 {
+		t.Fatalf("cached batch: %+v / %+v", res[0].Conversation, res[1].Conversation)
+	}
+
+	// A redelivery of wamid.C1 beside a new message.
+	before, misses = stats(s).Requests, stats(s).CacheMisses
+	res, errs = submit(s, []*persistence.ConversationWrite{
+		{ConversationID: wa.ID, LastSeq: 2, Items: []persistence.WriteItem{inbound("wamid.C1")}},
+		{ConversationID: other.ID, LastSeq: 1, Items: []persistence.WriteItem{inbound("wamid.O2")}},
+	})
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	// The cached attempt and its ROLLBACK; BEGIN with the reads, the
+	// redelivered message read in full, the rows with COMMIT.
+	if got := stats(s).Requests - before; got != 5 || stats(s).CacheMisses-misses != 1 {
+		t.Fatalf("redelivery: %d requests, %d misses, want 5 and 1",
+			got, stats(s).CacheMisses-misses)
+	}
+	if it := res[0].Items[0]; !it.Duplicate || it.Message == nil || it.Message.ProviderMessageID != "wamid.C1" || it.Message.Seq != 1 || res[0].Conversation.LastSeq != 2 {
+		t.Fatalf("redelivery: %+v, conversation %+v", it, res[0].Conversation)
+	}
+	if it := res[1].Items[0]; it.Duplicate || it.Message == nil || it.Message.Seq != 2 {
+		t.Fatalf("the new message beside it: %+v", it)
+	}
+	evs, err := s.ConversationEvents(ctx, wa.ID, 0, 10)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("events of the conversation: %d, %v (want the messages wamid.C1 and wamid.C2 once each)", len(evs), err)
+	}
+
+	// Another writer moves the WhatsApp conversation on (an event and
+	// last_seq), unknown to the committer, whose cache (filled again by the
+	// batch above) still says seq 2.
+	behind := func(seq int64) {
+		t.Helper()
+		if err := x.ExecForTest(ctx, `INSERT INTO events (conversation_id, seq, type, status, created_at) VALUES (?, ?, 'note', '', NOW(6))`, wa.ID, seq); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.ExecForTest(ctx, `UPDATE conversations SET last_seq = ? WHERE id = ?`, seq, wa.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pair := func(waSeq int64, pid string, otherSeq int64) ([]*persistence.WriteResult, []error) {
+		return submit(s, []*persistence.ConversationWrite{
+			{ConversationID: wa.ID, LastSeq: waSeq, Items: []persistence.WriteItem{inbound(pid)}},
+			{ConversationID: other.ID, LastSeq: otherSeq, Items: []persistence.WriteItem{inbound(pid + ".other")}},
+		})
+	}
+	// A write at the database's seq, which the cache thinks taken.
+	behind(3)
+	misses = stats(s).CacheMisses
+	res, errs = pair(3, "wamid.C3", 2)
+	if errs[0] != nil || errs[1] != nil || stats(s).CacheMisses-misses != 1 || res[0].Conversation.LastSeq != 4 {
+		t.Fatalf("write at the database's seq: %v, %v, %d misses, %+v", errs[0], errs[1], stats(s).CacheMisses-misses, res[0])
+	}
+	// A write at the cache's seq, which the database has taken.
+	behind(5)
+	misses = stats(s).CacheMisses
+	_, errs = pair(4, "wamid.C5", 3)
+	if !errors.Is(errs[0], persistence.ErrSeqTaken) || errs[1] != nil || stats(s).CacheMisses-misses != 1 {
+		t.Fatalf("write behind the database: %v, beside it %v, %d misses (want ErrSeqTaken, nil, 1)", errs[0], errs[1], stats(s).CacheMisses-misses)
+	}
+	if _, err := s.MessageByProviderID(ctx, "wamid.C5"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("the refused message: %v", err)
+	}
+	if res, errs = pair(5, "wamid.C6", 4); errs[0] != nil || errs[1] != nil || res[0].Conversation.LastSeq != 6 {
+		t.Fatalf("write after the refusal: %v %v %+v", errs[0], errs[1], res[0])
+	}
+
+	// The contact opts out of SMS and changes its name through its SMS
+	// conversation; its WhatsApp conversation, cached, shows both.
+	out := true
+	it := inbound("SMC2")
+	it.SMSOptOut = &out
+	if got := one(&persistence.ConversationWrite{ConversationID: sm.ID, LastSeq: 1, ContactName: "Asha R", Items: []persistence.WriteItem{it}}); !got.Conversation.SMSOptedOut {
+		t.Fatalf("opt-out: %+v", got.Conversation)
+	}
+	before = stats(s).Requests
+	res, errs = pair(6, "wamid.C7", 5)
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	if got := res[0].Conversation; !got.SMSOptedOut || got.ContactName != "Asha R" || stats(s).Requests-before != 1 {
+		t.Fatalf("the contact's other conversation, %d requests: %+v", stats(s).Requests-before, got)
 	}
 }

@@ -388,10 +388,11 @@ func dbServerPID() int {
 }
 
 // batchStats is the group commit as the server's /metrics counts it.
-type batchStats struct{ batches, writes, seconds float64 }
+type batchStats struct{ batches, writes, seconds, requests, cached, misses float64 }
 
 // batchStats reads the committer's histograms (urva_db_batch_rows,
-// urva_db_commit_seconds) from the server's /metrics.
+// urva_db_commit_seconds) and counters (urva_db_requests_total, the
+// committed-conversation cache's) from the server's /metrics.
 func (c *child) batchStats() (batchStats, error) {
 	resp, err := http.Get(fmt.Sprintf("http://%s/metrics", c.addr))
 	if err != nil {
@@ -402,6 +403,14 @@ func (c *child) batchStats() (batchStats, error) {
 		return batchStats{}, fmt.Errorf("metrics: %s", resp.Status)
 	}
 	var st batchStats
+	fields := map[string]*float64{
+		"urva_db_batch_rows_count":     &st.batches,
+		"urva_db_batch_rows_sum":       &st.writes,
+		"urva_db_commit_seconds_sum":   &st.seconds,
+		"urva_db_requests_total":       &st.requests,
+		"urva_db_cached_batches_total": &st.cached,
+		"urva_db_cache_misses_total":   &st.misses,
+	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -409,15 +418,8 @@ func (c *child) batchStats() (batchStats, error) {
 		if !ok {
 			continue
 		}
-		var dst *float64
-		switch name {
-		case "urva_db_batch_rows_count":
-			dst = &st.batches
-		case "urva_db_batch_rows_sum":
-			dst = &st.writes
-		case "urva_db_commit_seconds_sum":
-			dst = &st.seconds
-		default:
+		dst, ok := fields[name]
+		if !ok {
 			continue
 		}
 		if *dst, err = strconv.ParseFloat(value, 64); err != nil {
@@ -434,6 +436,10 @@ func (s batchStats) note(s0 batchStats, d time.Duration) string {
 		return ""
 	}
 	busy := (s.seconds - s0.seconds) / d.Seconds()
-	return fmt.Sprintf("batches: %.0f writes, %.2f ms each, committer busy %.0f%%",
-		(s.writes-s0.writes)/n, (s.seconds-s0.seconds)/n*1e3, busy*100)
+	note := fmt.Sprintf("batches: %.0f writes, %.2f ms each, committer busy %.0f%%, %.1f requests each",
+		(s.writes-s0.writes)/n, (s.seconds-s0.seconds)/n*1e3, busy*100, (s.requests-s0.requests)/n)
+	if c := s.cached - s0.cached; c > 0 {
+		note += fmt.Sprintf(", %.0f%% from the conversation cache (%.0f rerun)", c/n*100, s.misses-s0.misses)
+	}
+	return note
 }

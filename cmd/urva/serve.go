@@ -67,6 +67,9 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	if err := store.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	if cs, ok := store.(persistence.CommitStatsReader); ok {
+		m.WatchCommits(cs.CommitStats)
+	}
 	if cfg.Sandbox.Enabled {
 		if err := seedSandboxUsers(ctx, store, log); err != nil {
 			return err

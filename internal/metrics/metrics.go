@@ -13,6 +13,7 @@
 //   - httpapi.Options.Metrics          <- Metrics (webhooks, sockets, and the page itself)
 //   - persistence.Outbox.OutboxBacklog -> Metrics.WatchOutbox (read at scrape time)
 //   - turn.Server.Stats                -> Metrics.WatchTURN (read at scrape time)
+//   - persistence.CommitStatsReader    -> Metrics.WatchCommits (read at scrape time)
 //   - actors.System.ActorStats         -> Metrics.WatchActors (read at scrape time)
 //
 // So this package imports actors, persistence, transport/httpapi and
@@ -21,7 +22,8 @@
 // committer goroutine, provider sends, socket handlers): they look up
 // pre-resolved series and do not allocate once a label pair has been seen.
 //
-// Sources read at scrape time (WatchOutbox, WatchTURN, WatchActors) can be
+// Sources read at scrape time (WatchOutbox, WatchTURN, WatchActors,
+// WatchCommits) can be
 // replaced at any time (a restart in tests); until one is set its families
 // are absent.
 package metrics
@@ -85,9 +87,10 @@ type Metrics struct {
 	openedSeries  cache[string, prometheus.Counter]
 	slowSeries    cache[string, prometheus.Counter]
 
-	outbox outboxCollector
-	turn   turnCollector
-	actors actorCollector
+	outbox  outboxCollector
+	turn    turnCollector
+	actors  actorCollector
+	commits commitCollector
 }
 
 // New builds the registry: Go runtime and process collectors, the server's
@@ -165,7 +168,7 @@ func New() (*Metrics, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.webhooks, m.webhookTime, m.batchRows, m.commitTime, m.commitErrs,
 		m.wsLive, m.wsTotal, m.wsSlow, m.sends,
-		&m.outbox, &m.turn, &m.actors,
+		&m.outbox, &m.turn, &m.actors, &m.commits,
 	)
 
 	exp, err := otelprom.New(

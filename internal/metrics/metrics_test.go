@@ -287,6 +287,33 @@ urva_turn_relayed_bytes_total 12345
 	}
 }
 
+func TestCommits(t *testing.T) {
+	m := newMetrics(t)
+	m.WatchCommits(func() persistence.CommitStats {
+		return persistence.CommitStats{Requests: 120, CachedBatches: 50, CacheMisses: 2, CachedConversations: 31}
+	})
+	if err := compare(t, m, strings.TrimSpace(`
+# HELP urva_db_requests_total Requests the group committer sent to the database.
+# TYPE urva_db_requests_total counter
+urva_db_requests_total 120
+# HELP urva_db_cached_batches_total Group-commit batches that took every conversation from the committed-conversation cache and skipped their reads (MySQL).
+# TYPE urva_db_cached_batches_total counter
+urva_db_cached_batches_total 50
+# HELP urva_db_cache_misses_total Cached batches that ran again with their reads (a redelivered message, a conversation changed behind the committer).
+# TYPE urva_db_cache_misses_total counter
+urva_db_cache_misses_total 2
+# HELP urva_db_cached_conversations Conversations in the committed-conversation cache.
+# TYPE urva_db_cached_conversations gauge
+urva_db_cached_conversations 31
+`), "urva_db_requests_total", "urva_db_cached_batches_total", "urva_db_cache_misses_total", "urva_db_cached_conversations"); err != nil {
+		t.Error(err)
+	}
+	m.WatchCommits(nil)
+	if fams := gather(t, m); fams["urva_db_requests_total"] != nil {
+		t.Error("commit families present after WatchCommits(nil)")
+	}
+}
+
 func TestActors(t *testing.T) {
 	m := newMetrics(t)
 	m.WatchActors(func() []actors.KindStats {

@@ -138,3 +138,48 @@ func (c *turnCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(turnAuthDesc, prometheus.CounterValue, float64(st.AuthFailures))
 	ch <- prometheus.MustNewConstMetric(turnBytesDesc, prometheus.CounterValue, float64(st.RelayedBytes))
 }
+
+// WatchCommits sets how the committer's counters are read at scrape time
+// (persistence.CommitStatsReader); nil removes the families.
+func (m *Metrics) WatchCommits(stats func() persistence.CommitStats) {
+	if stats == nil {
+		m.commits.stats.Store(nil)
+		return
+	}
+	m.commits.stats.Store(&stats)
+}
+
+// commitCollector reads the committer's counters when scraped.
+type commitCollector struct {
+	stats atomic.Pointer[func() persistence.CommitStats]
+}
+
+var (
+	dbRequestsDesc = prometheus.NewDesc("urva_db_requests_total",
+		"Requests the group committer sent to the database.", nil, nil)
+	dbCachedBatchesDesc = prometheus.NewDesc("urva_db_cached_batches_total",
+		"Group-commit batches that took every conversation from the committed-conversation cache and skipped their reads (MySQL).", nil, nil)
+	dbCacheMissesDesc = prometheus.NewDesc("urva_db_cache_misses_total",
+		"Cached batches that ran again with their reads (a redelivered message, a conversation changed behind the committer).", nil, nil)
+	dbCachedConvsDesc = prometheus.NewDesc("urva_db_cached_conversations",
+		"Conversations in the committed-conversation cache.", nil, nil)
+)
+
+func (c *commitCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- dbRequestsDesc
+	ch <- dbCachedBatchesDesc
+	ch <- dbCacheMissesDesc
+	ch <- dbCachedConvsDesc
+}
+
+func (c *commitCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.stats.Load()
+	if f == nil {
+		return
+	}
+	st := (*f)()
+	ch <- prometheus.MustNewConstMetric(dbRequestsDesc, prometheus.CounterValue, float64(st.Requests))
+	ch <- prometheus.MustNewConstMetric(dbCachedBatchesDesc, prometheus.CounterValue, float64(st.CachedBatches))
+	ch <- prometheus.MustNewConstMetric(dbCacheMissesDesc, prometheus.CounterValue, float64(st.CacheMisses))
+	ch <- prometheus.MustNewConstMetric(dbCachedConvsDesc, prometheus.GaugeValue, float64(st.CachedConversations))
+}
