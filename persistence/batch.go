@@ -63,6 +63,9 @@ type batchState struct {
 	// forgotten holds the conversations forget dropped: they leave the
 	// committed cache when the batch commits.
 	forgotten []int64
+
+	// The existing messages the batch changes (msgbatch.go).
+	msgState
 }
 
 // pendingMessage is a message row waiting for the flush, which sets m.ID.
@@ -126,6 +129,7 @@ func newBatchState() *batchState {
 		isDirty:  map[int64]bool{},
 		queried:  map[string]bool{},
 		known:    map[string]bool{},
+		msgState: newMsgState(),
 	}
 }
 
@@ -281,6 +285,10 @@ func (s *store) prefetch(ctx context.Context, tx *batchTx, b *batchState, ops []
 			},
 		})
 		pids = pids[n:]
+	}
+	lookups = append(lookups, messageLookups(b, ops, !fromCache)...)
+	if fromCache {
+		markClients(b, ops)
 	}
 	if err := runLookups(ctx, tx, lookups); err != nil {
 		return err
@@ -452,6 +460,11 @@ func (s *store) flush(ctx context.Context, tx *batchTx, b *batchState, commit bo
 		}
 		b.clean(n)
 	}
+	for _, st := range s.messageStatements(b) {
+		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
+			return err
+		}
+	}
 	return s.flushWebhooks(ctx, tx, b)
 }
 
@@ -538,6 +551,11 @@ func (s *store) flushScript(ctx context.Context, tx *batchTx, b *batchState, com
 			return err
 		}
 		b.clean(n)
+	}
+	for _, st := range s.messageStatements(b) {
+		if err := add(0, func() { sc.add(st.query, 0, st.args...) }); err != nil {
+			return err
+		}
 	}
 	// Outcomes before the log rows (pendingOutcome).
 	for _, st := range outcomeUpdates(b.outcomes) {
@@ -627,34 +645,42 @@ func outboxInsert(rs []pendingOutbox) (string, []any, int, error) {
 
 // conversationsUpdate writes back the state of cs in one UPDATE.
 func (s *store) conversationsUpdate(cs []*Conversation) (string, []any) {
+	return caseUpdate("conversations", []string{"last_seq", "last_message_at", "last_inbound_at", "assigned_rm_id"}, len(cs),
+		func(i int) int64 { return cs[i].ID },
+		func(i, col int) any {
+			c := cs[i]
+			switch col {
+			case 0:
+				return c.LastSeq
+			case 1:
+				return s.tv(c.LastMessageAt)
+			case 2:
+				return s.tv(c.LastInboundAt)
+			}
+			return nullID(c.AssignedRMID)
+		})
+}
+
+// caseUpdate is one UPDATE of n rows of table, by id: each of cols set to
+// value(row, col) through a CASE on the id.
+func caseUpdate(table string, cols []string, n int, id func(row int) int64, value func(row, col int) any) (string, []any) {
 	var q strings.Builder
-	args := make([]any, 0, 9*len(cs))
-	q.WriteString(`UPDATE conversations SET `)
-	for j, col := range []string{"last_seq", "last_message_at", "last_inbound_at", "assigned_rm_id"} {
+	args := make([]any, 0, (2*len(cols)+1)*n)
+	q.WriteString(`UPDATE ` + table + ` SET `)
+	for j, col := range cols {
 		if j > 0 {
 			q.WriteString(", ")
 		}
 		q.WriteString(col + ` = CASE id`)
-		for _, c := range cs {
+		for i := range n {
 			q.WriteString(` WHEN ? THEN ?`)
-			var v any
-			switch j {
-			case 0:
-				v = c.LastSeq
-			case 1:
-				v = s.tv(c.LastMessageAt)
-			case 2:
-				v = s.tv(c.LastInboundAt)
-			case 3:
-				v = nullID(c.AssignedRMID)
-			}
-			args = append(args, c.ID, v)
+			args = append(args, id(i), value(i, j))
 		}
 		q.WriteString(` END`)
 	}
-	q.WriteString(` WHERE id IN (` + placeholders(len(cs)) + `)`)
-	for _, c := range cs {
-		args = append(args, c.ID)
+	q.WriteString(` WHERE id IN (` + placeholders(n) + `)`)
+	for i := range n {
+		args = append(args, id(i))
 	}
 	return q.String(), args
 }

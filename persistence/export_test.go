@@ -51,3 +51,10 @@ func (s *store) ExecForTest(ctx context.Context, query string, args ...any) erro
 	_, err := s.rdb.ExecContext(ctx, query, args...)
 	return err
 }
+
+// CountForTest runs a SELECT COUNT(*) outside the committer.
+func (s *store) CountForTest(ctx context.Context, query string, args ...any) (int64, error) {
+	var n int64
+	err := s.rdb.QueryRowContext(ctx, query, args...).Scan(&n)
+	return n, err
+}

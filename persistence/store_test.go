@@ -271,53 +271,114 @@ func TestMySQLRecoversAfterOutage(t *testing.T) {
 	}
 }
 
+// benchStore opens a store of driver for a benchmark; report adds the
+// batches' size and duration to the benchmark's metrics.
+func benchStore(b *testing.B, driver string) (s persistence.Store, report func()) {
+	var batches, rows, busy atomic.Int64
+	adjust := func(c *persistence.Config) {
+		c.OnBatch = func(n int, d time.Duration, _ error) { batches.Add(1); rows.Add(int64(n)); busy.Add(int64(d)) }
+	}
+	if driver == persistence.DriverSQLite {
+		s = storetest.OpenSQLiteConfig(b, adjust)
+	} else {
+		s = storetest.OpenMySQLConfig(b, adjust)
+	}
+	return s, func() {
+		if n := batches.Load(); n > 0 {
+			b.ReportMetric(float64(rows.Load())/float64(n), "writes/batch")
+			b.ReportMetric(float64(busy.Load())/float64(n)/1e6, "ms/batch")
+		}
+	}
+}
+
 // BenchmarkGroupCommit: many goroutines, each applying one-inbound-message
 // writes to its own conversation and waiting for the commit, as webhook
 // handlers do.
 func BenchmarkGroupCommit(b *testing.B) {
 	for _, driver := range []string{persistence.DriverSQLite, persistence.DriverMySQL} {
 		b.Run(driver, func(b *testing.B) {
-			var batches, rows, busy atomic.Int64
-			adjust := func(c *persistence.Config) {
-				c.OnBatch = func(n int, d time.Duration, _ error) { batches.Add(1); rows.Add(int64(n)); busy.Add(int64(d)) }
-			}
-			var s persistence.Store
-			if driver == persistence.DriverSQLite {
-				s = storetest.OpenSQLiteConfig(b, adjust)
-			} else {
-				s = storetest.OpenMySQLConfig(b, adjust)
-			}
-			var next atomic.Int64
-			var failed atomic.Value
-			b.SetParallelism(32)
-			b.ResetTimer()
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
+			s, report := benchStore(b, driver)
+			runParallel(b, "writes/s", func(g int, pb *testing.PB) error {
 				ctx := context.Background()
-				g := int(next.Add(1))
 				var id, seq int64
 				for i := 0; pb.Next(); i++ {
 					res, err := s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{ConversationID: id, Key: key(g), LastSeq: seq,
 						Items: []persistence.WriteItem{inbound(fmt.Sprintf("wamid.B%d.%d", g, i))}})
 					if err != nil {
-						failed.Store(err)
-						return
+						return err
 					}
 					id, seq = res.Conversation.ID, res.Conversation.LastSeq
 				}
+				return nil
 			})
-			elapsed := time.Since(start)
-			b.StopTimer()
-			if err, _ := failed.Load().(error); err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "writes/s")
-			if n := batches.Load(); n > 0 {
-				b.ReportMetric(float64(rows.Load())/float64(n), "writes/batch")
-				b.ReportMetric(float64(busy.Load())/float64(n)/1e6, "ms/batch")
-			}
+			report()
 		})
 	}
+}
+
+// BenchmarkOutboundLifecycle: many goroutines, each sending RM messages in
+// its own conversation as the conversation actor does: the queued message,
+// the provider's id, then the provider's sent, delivered and read statuses,
+// each write waiting for its commit. Reports messages (five writes each)
+// per second.
+func BenchmarkOutboundLifecycle(b *testing.B) {
+	for _, driver := range []string{persistence.DriverSQLite, persistence.DriverMySQL} {
+		b.Run(driver, func(b *testing.B) {
+			s, report := benchStore(b, driver)
+			runParallel(b, "msgs/s", func(g int, pb *testing.PB) error {
+				ctx := context.Background()
+				var id, seq int64
+				write := func(items ...persistence.WriteItem) (*persistence.WriteResult, error) {
+					res, err := s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{ConversationID: id, Key: key(5000 + g), LastSeq: seq, Items: items})
+					if err == nil {
+						id, seq = res.Conversation.ID, res.Conversation.LastSeq
+					}
+					return res, err
+				}
+				for i := 0; pb.Next(); i++ {
+					res, err := write(persistence.WriteItem{Kind: persistence.ItemOutbound,
+						Message: &persistence.Message{ClientMsgID: fmt.Sprintf("c%d.%d", g, i), Text: "reply"}})
+					if err != nil {
+						return err
+					}
+					pid := fmt.Sprintf("wamid.OUT%d.%d", g, i)
+					if _, err := write(persistence.WriteItem{Kind: persistence.ItemProviderAccepted,
+						Status: &persistence.StatusChange{MessageID: res.Items[0].Message.ID, ProviderMessageID: pid}}); err != nil {
+						return err
+					}
+					for _, st := range []string{persistence.StatusSent, persistence.StatusDelivered, persistence.StatusRead} {
+						if _, err := write(persistence.WriteItem{Kind: persistence.ItemStatus,
+							Status: &persistence.StatusChange{ProviderMessageID: pid, Status: st, Raw: json.RawMessage(`{"status":"` + st + `"}`)}}); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			})
+			report()
+		})
+	}
+}
+
+// runParallel runs body on 32 goroutines per CPU, each with a number g of
+// its own, and reports b.N per second as unit.
+func runParallel(b *testing.B, unit string, body func(g int, pb *testing.PB) error) {
+	var next atomic.Int64
+	var failed atomic.Value
+	b.SetParallelism(32)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		if err := body(int(next.Add(1)), pb); err != nil {
+			failed.Store(err)
+		}
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), unit)
 }
 
 // TestBatchFallsBackToSingleWrites: a write that fails with an error that is
@@ -795,4 +856,111 @@ func TestCachedConversations(t *testing.T) {
 	if got := res[0].Conversation; !got.SMSOptedOut || got.ContactName != "Asha R" || stats(s).Requests-before != 1 {
 		t.Fatalf("the contact's other conversation, %d requests: %+v", stats(s).Requests-before, got)
 	}
+}
+
+// TestMessageChangesInOneBatch: providers' ids and delivery statuses of
+// existing messages are read with the batch's first request and written
+// with its rows: on MySQL a batch of them is two requests, however many
+// statuses it holds. Within a batch they behave as one by one: a status
+// recorded twice is a duplicate, a late lower status goes into the history
+// only, each item reports the message as its own change left it, and a
+// double send of a committed message is found (on MySQL through the unique
+// key, the batch taking its conversation from the cache).
+func TestMessageChangesInOneBatch(t *testing.T) {
+	forEachConfig(t, func(c *persistence.Config) { c.BatchMaxRows = 1 }, func(t *testing.T, s persistence.Store) {
+		ctx := context.Background()
+		x := s.(interface {
+			CountForTest(ctx context.Context, query string, args ...any) (int64, error)
+		})
+		mysql := strings.HasSuffix(t.Name(), "/mysql")
+		outbound := func(cid string) persistence.WriteItem {
+			return persistence.WriteItem{Kind: persistence.ItemOutbound, Message: &persistence.Message{ClientMsgID: cid, Text: "reply " + cid}}
+		}
+		status := func(msgID int64, pid, st string) persistence.WriteItem {
+			return persistence.WriteItem{Kind: persistence.ItemStatus, Status: &persistence.StatusChange{MessageID: msgID, ProviderMessageID: pid,
+				Status: st, Raw: json.RawMessage(`{"status":"` + st + `"}`)}}
+		}
+		var conv persistence.Conversation
+		write := func(wantRequests int64, items ...persistence.WriteItem) *persistence.WriteResult {
+			t.Helper()
+			before := stats(s).Requests
+			res, err := s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{ConversationID: conv.ID, Key: key(990), LastSeq: conv.LastSeq, Items: items})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := stats(s).Requests - before; mysql && wantRequests > 0 && got != wantRequests {
+				t.Errorf("the batch took %d requests, want %d", got, wantRequests)
+			}
+			conv = res.Conversation
+			return res
+		}
+		res := write(0, outbound("c1"), outbound("c2"))
+		m1, m2 := res.Items[0].Message, res.Items[1].Message
+		accepted := func(id int64, pid string) persistence.WriteItem {
+			return persistence.WriteItem{Kind: persistence.ItemProviderAccepted, Status: &persistence.StatusChange{MessageID: id, ProviderMessageID: pid}}
+		}
+		res = write(2, accepted(m1.ID, "wamid.S1"), accepted(m2.ID, "wamid.S2"), accepted(m1.ID, "wamid.OTHER"))
+		if m := res.Items[0].Message; m.ProviderMessageID != "wamid.S1" || m.Status != persistence.StatusAccepted || res.Items[0].Duplicate ||
+			!res.Items[2].Duplicate || res.Items[2].Message.ProviderMessageID != "wamid.S1" {
+			t.Fatalf("provider ids: %+v", res.Items)
+		}
+		failure := status(m2.ID, "", persistence.StatusFailed)
+		failure.Status.Error = json.RawMessage(`{"code":131047,"title":"Re-engagement message"}`)
+		res = write(2,
+			status(0, "wamid.S1", persistence.StatusRead),
+			status(0, "wamid.S1", persistence.StatusDelivered), // late: history only
+			status(0, "wamid.S1", persistence.StatusRead),      // again: nothing
+			status(0, "wamid.S2", persistence.StatusSent),
+			failure,
+			status(0, "wamid.UNKNOWN", persistence.StatusRead))
+		want := []struct {
+			dup    bool
+			status string
+		}{{false, "read"}, {true, "read"}, {true, "read"}, {false, "sent"}, {false, "failed"}, {true, ""}}
+		for i, w := range want {
+			it := res.Items[i]
+			got := ""
+			if it.Message != nil {
+				got = it.Message.Status
+			}
+			if it.Duplicate != w.dup || got != w.status || (it.Event != nil) == w.dup {
+				t.Errorf("item %d: duplicate %v, message status %q, event %v; want %v, %q", i, it.Duplicate, got, it.Event, w.dup, w.status)
+			}
+		}
+		if res.Items[4].Event.Seq != res.Items[3].Event.Seq+1 || res.Items[0].Event.Status != "read" {
+			t.Errorf("events: %+v / %+v", res.Items[3].Event, res.Items[4].Event)
+		}
+		for pid, st := range map[string]string{"wamid.S1": "read", "wamid.S2": "failed"} {
+			m, err := s.MessageByProviderID(ctx, pid)
+			if err != nil || m.Status != st {
+				t.Fatalf("%s stored: %+v %v, want %s", pid, m, err, st)
+			}
+			if pid == "wamid.S2" && !strings.Contains(string(m.Error), "131047") {
+				t.Fatalf("the failure's error: %s", m.Error)
+			}
+		}
+		for id, n := range map[int64]int64{m1.ID: 2, m2.ID: 2} {
+			if got, err := x.CountForTest(ctx, `SELECT COUNT(*) FROM status_history WHERE message_id = ?`, id); err != nil || got != n {
+				t.Fatalf("history of message %d: %d rows, %v; want %d", id, got, err, n)
+			}
+		}
+		// The same statuses in a later batch: all duplicates, no new row.
+		res = write(2, status(0, "wamid.S1", persistence.StatusDelivered), status(m2.ID, "", persistence.StatusSent))
+		if !res.Items[0].Duplicate || !res.Items[1].Duplicate || conv.LastSeq != 5 {
+			t.Fatalf("statuses again: %+v, conversation at %d", res.Items, conv.LastSeq)
+		}
+		// A double send of c1, and a new message beside it.
+		misses := stats(s).CacheMisses
+		res = write(0, outbound("c1"), outbound("c3"))
+		if !res.Items[0].Duplicate || res.Items[0].Message.ID != m1.ID || res.Items[0].Message.Status != "read" ||
+			res.Items[1].Duplicate || res.Items[1].Message.Seq != 6 {
+			t.Fatalf("double send: %+v", res.Items)
+		}
+		if mysql && stats(s).CacheMisses-misses != 1 {
+			t.Errorf("double send: %d cache misses, want 1 (the unique key caught it)", stats(s).CacheMisses-misses)
+		}
+		if n, err := x.CountForTest(ctx, `SELECT COUNT(*) FROM messages WHERE client_msg_id = 'c1'`); err != nil || n != 1 {
+			t.Fatalf("c1 stored %d times, %v", n, err)
+		}
+	})
 }

@@ -334,8 +334,17 @@ func (t *txn) setSMSOptOut(conv *Conversation, out bool) error {
 	return nil
 }
 
+// messageBy reads a message inside the write; one the batch changed comes
+// as the batch left it.
 func (t *txn) messageBy(where string, args ...any) (*Message, error) {
-	return scanMessage(t.queryRow(`SELECT `+messageCols+` FROM messages m WHERE `+where, args...))
+	m, err := scanMessage(t.queryRow(`SELECT `+messageCols+` FROM messages m WHERE `+where, args...))
+	if err == nil {
+		if kept := t.b.msgs[m.ID]; kept != nil {
+			cp := *kept
+			return &cp, nil
+		}
+	}
+	return m, err
 }
 
 // insertMessage queues m (its ID is set at the flush, batch.go) and the
@@ -363,6 +372,9 @@ func (t *txn) insertMessage(m *Message) (*Event, error) {
 	})
 	if m.ProviderMessageID != "" {
 		t.b.known[pidKey(m.Channel, m.ProviderMessageID)] = true
+	}
+	if m.ClientMsgID != "" {
+		t.b.clientKnown[clientKey(m.ConversationID, m.ClientMsgID)] = true
 	}
 	ev, err := t.insertEvent(m.ConversationID, m.Seq, EventMessage, 0, "", nil)
 	if err == nil {
@@ -425,6 +437,11 @@ func (t *txn) newMessage(conv *Conversation, in *Message, direction, status stri
 // already known on this channel.
 func (t *txn) inbound(conv *Conversation, in *Message) (ItemResult, error) {
 	k := pidKey(conv.Key.Channel, in.ProviderMessageID)
+	if old := t.b.byPID[k]; in.ProviderMessageID != "" && old != nil {
+		// A message this batch read or gave the id to.
+		cp := *old
+		return ItemResult{Duplicate: true, Message: &cp}, nil
+	}
 	if in.ProviderMessageID != "" && (!t.b.queried[k] || t.b.known[k]) {
 		// Looked up unless the batch knows it is new.
 		old, err := t.messageBy(`m.provider_message_id = ? AND m.channel = ?`, in.ProviderMessageID, conv.Key.Channel)
@@ -453,7 +470,9 @@ func (t *txn) inbound(conv *Conversation, in *Message) (ItemResult, error) {
 // outbound stores an RM's message as queued unless its client_msg_id is
 // already known in this conversation (a double click).
 func (t *txn) outbound(conv *Conversation, in *Message) (ItemResult, error) {
-	if in.ClientMsgID != "" {
+	ck := clientKey(conv.ID, in.ClientMsgID)
+	if in.ClientMsgID != "" && (!t.b.clientLooked[ck] || t.b.clientKnown[ck]) {
+		// Looked up unless the batch knows it is new.
 		old, err := t.messageBy(`m.conversation_id = ? AND m.client_msg_id = ?`, conv.ID, in.ClientMsgID)
 		if err == nil {
 			return ItemResult{Duplicate: true, Message: old}, nil
@@ -472,32 +491,6 @@ func (t *txn) outbound(conv *Conversation, in *Message) (ItemResult, error) {
 	return ItemResult{Message: m, Event: ev}, nil
 }
 
-// findMessage looks a status's message up in this conversation: by id, else
-// by the provider's id on the conversation's channel. A message of another
-// conversation is treated as unknown (its event would carry this
-// conversation's seq).
-func (t *txn) findMessage(conv *Conversation, st *StatusChange) (*Message, error) {
-	var m *Message
-	var err error
-	if st.MessageID > 0 {
-		m, err = t.messageBy(`m.id = ?`, st.MessageID)
-	} else {
-		m, err = t.messageBy(`m.provider_message_id = ? AND m.channel = ?`, st.ProviderMessageID, conv.Key.Channel)
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if m.ConversationID != conv.ID {
-		t.s.log.Warn().Int64("message_id", m.ID).Int64("message_conversation", m.ConversationID).
-			Int64("conversation", conv.ID).Msg("status for a message of another conversation ignored")
-		return nil, nil
-	}
-	return m, nil
-}
-
 // status records a delivery status once per (message, status) and moves the
 // message's status only forward (StatusRank); an event only when it moved.
 func (t *txn) status(conv *Conversation, st *StatusChange) (ItemResult, error) {
@@ -505,23 +498,14 @@ func (t *txn) status(conv *Conversation, st *StatusChange) (ItemResult, error) {
 	if err != nil || m == nil {
 		return ItemResult{Duplicate: true}, err
 	}
-	var one int64
-	err = t.queryRow(`SELECT 1 FROM status_history WHERE message_id = ? AND status = ?`, m.ID, st.Status).
-		Scan(&one)
-	if err == nil {
-		return ItemResult{Duplicate: true, Message: m}, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return ItemResult{}, err
+	if seen, err := t.hasHistory(m.ID, st.Status); err != nil || seen {
+		return ItemResult{Duplicate: true, Message: m}, err
 	}
 	at := st.At
 	if at.IsZero() {
 		at = t.now
 	}
-	if _, err := t.exec(`INSERT INTO status_history (message_id, status, at, raw) VALUES (?, ?, ?, ?)`,
-		m.ID, st.Status, t.s.tv(at), jsonArg(st.Raw)); err != nil {
-		return ItemResult{}, err
-	}
+	t.addHistory(m.ID, st.Status, t.s.tv(at), jsonArg(st.Raw))
 	if StatusRank(st.Status) <= StatusRank(m.Status) {
 		// Recorded in the history, but the message already is at or past
 		// this status (read arrived before delivered, failed after read...).
@@ -533,10 +517,7 @@ func (t *txn) status(conv *Conversation, st *StatusChange) (ItemResult, error) {
 		m.Error = cloneBytes(st.Error)
 		detail = st.Error
 	}
-	if _, err := t.exec(`UPDATE messages SET status = ?, error = ?, updated_at = ? WHERE id = ?`,
-		m.Status, jsonArg(m.Error), t.s.tv(t.now), m.ID); err != nil {
-		return ItemResult{}, err
-	}
+	t.saveMessage(m)
 	ev, err := t.insertEvent(conv.ID, conv.LastSeq+1, EventStatus, m.ID, m.Status, detail)
 	if err != nil {
 		return ItemResult{}, err
@@ -563,10 +544,7 @@ func (t *txn) providerAccepted(conv *Conversation, st *StatusChange) (ItemResult
 	if StatusRank(m.Status) < StatusRank(StatusAccepted) {
 		m.Status = StatusAccepted
 	}
-	if _, err := t.exec(`UPDATE messages SET provider_message_id = ?, status = ?, updated_at = ? WHERE id = ?`,
-		m.ProviderMessageID, m.Status, t.s.tv(t.now), m.ID); err != nil {
-		return ItemResult{}, err
-	}
+	t.saveMessage(m)
 	t.b.known[pidKey(m.Channel, m.ProviderMessageID)] = true
 	return ItemResult{Message: m}, nil
 }
