@@ -378,3 +378,26 @@ func TestKill9KeepsEveryAcknowledgedWebhook(t *testing.T) {
 		})
 	}
 }
+
+// TestActorRuntimeMetrics: GET /metrics carries Proto.Actor's own
+// protoactor_* families only with metrics.actor_runtime set; the urva_actors_*
+// families always.
+func TestActorRuntimeMetrics(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprint("actor_runtime=", on), func(t *testing.T) {
+			s := startServer(t, fmt.Sprint("URVA_METRICS_ACTOR_RUNTIME=", on))
+			// An RM's socket: a session actor starts.
+			s.socket(s.login("demo", "demo"))
+			code, body := s.do("GET", "/metrics", "", nil)
+			if code != 200 {
+				t.Fatalf("GET /metrics: %d", code)
+			}
+			if !strings.Contains(string(body), "urva_actors_spawned_total") {
+				t.Error("no urva_actors_* families")
+			}
+			if got := strings.Contains(string(body), "protoactor_actor_spawn_count_total"); got != on {
+				t.Errorf("protoactor_* families present: %v, want %v", got, on)
+			}
+		})
+	}
+}

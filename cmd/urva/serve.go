@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/metric"
 
 	"urva/actors"
 	"urva/internal/config"
@@ -263,7 +264,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		CRM:             crmOpts,
 		Calls:           callOpts,
 		Video:           videoOpts,
-		MeterProvider:   m.MeterProvider(),
+		MeterProvider:   actorMeter(cfg, m),
 		OnSend:          m.OutboundSend,
 		OnSlowClient:    m.SlowClient,
 	})
@@ -388,4 +389,13 @@ func templates(list []config.Template) []httpapi.Template {
 		out[i] = httpapi.Template{Name: t.Name, Language: t.Language, Body: t.Body}
 	}
 	return out
+}
+
+// actorMeter is where Proto.Actor's own metrics go: the metrics registry
+// when metrics.actor_runtime is set, nowhere otherwise.
+func actorMeter(cfg *config.Config, m *metrics.Metrics) metric.MeterProvider {
+	if !cfg.Metrics.ActorRuntime {
+		return nil
+	}
+	return m.MeterProvider()
 }

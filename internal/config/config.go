@@ -44,6 +44,7 @@ type Config struct {
 	CRM      CRM      `koanf:"crm"`
 	Sandbox  Sandbox  `koanf:"sandbox"`
 	Log      Log      `koanf:"log"`
+	Metrics  Metrics  `koanf:"metrics"`
 
 	// sandboxFilled lists the keys Validate completed with sandbox values.
 	sandboxFilled []string
@@ -238,6 +239,15 @@ type CRM struct {
 // Sandbox switches on the in-process simulated providers.
 type Sandbox struct {
 	Enabled bool `koanf:"enabled"`
+}
+
+// Metrics configures GET /metrics.
+type Metrics struct {
+	// ActorRuntime also exports Proto.Actor's own metrics (protoactor_*),
+	// which it records on every actor message: about a tenth of the
+	// server's CPU under load. The urva_actor_* families, per actor kind,
+	// are always exported.
+	ActorRuntime bool `koanf:"actor_runtime"`
 }
 
 // Log configures the server log.

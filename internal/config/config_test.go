@@ -384,7 +384,7 @@ func TestKeysAndEnvNames(t *testing.T) {
 		"turn.previous_auth_secret", "turn.credential_ttl", "turn.udp_listeners", "turn.max_allocations_per_user",
 		"turn.relay_port_min", "turn.relay_port_max",
 		"turn.external_urls", "video.link_ttl", "video.max_duration", "video.rejoin_grace", "video.relay_only",
-		"crm.webhook_url", "crm.secret", "crm.max_age", "crm.timeout", "sandbox.enabled", "log.format", "log.level",
+		"crm.webhook_url", "crm.secret", "crm.max_age", "crm.timeout", "sandbox.enabled", "log.format", "log.level", "metrics.actor_runtime",
 	}
 	if len(keys) != len(wantKeys) {
 		t.Errorf("%d keys, want %d: %v", len(keys), len(wantKeys), keys)
