@@ -349,18 +349,18 @@ func runLookups(ctx context.Context, tx *batchTx, lookups []lookup) error {
 		}
 		return nil
 	}
-	var q strings.Builder
-	var args []any
-	q.WriteString(tx.lead())
+	q := []byte(tx.lead())
 	for i, l := range lookups {
 		if i > 0 {
-			q.WriteString(";\n")
+			q = append(q, ";\n"...)
 		}
-		q.WriteString(l.query)
-		args = append(args, l.args...)
+		var err error
+		if q, err = interpolate(q, l.query, l.args); err != nil {
+			return err
+		}
 	}
 	tx.requests.Add(1)
-	rows, err := tx.conn.QueryContext(ctx, q.String(), args...)
+	rows, err := tx.conn.QueryContext(ctx, string(q))
 	if err != nil {
 		return err
 	}
@@ -471,7 +471,9 @@ func (s *store) flush(ctx context.Context, tx *batchTx, b *batchState, commit bo
 // flushScript is flush in one request (two when outbox rows need the ids of
 // new messages first), more when the rows exceed flushBytes.
 func (s *store) flushScript(ctx context.Context, tx *batchTx, b *batchState, commit bool) error {
-	sc := &script{}
+	sc := &s.sc
+	sc.reset()
+	sc.vars = 0
 	// add sends what the script holds first when st would take it over
 	// flushBytes (one statement alone may: chunk bounds it).
 	add := func(size int, st func()) error {
@@ -487,7 +489,8 @@ func (s *store) flushScript(ctx context.Context, tx *batchTx, b *batchState, com
 	inScript := map[*Message]string{}
 	for len(b.messages) > 0 {
 		ms := b.messages
-		n, args, size := nextRows(ms, true)
+		n, args, size := nextRows(ms, true, s.rowArgs)
+		s.rowArgs = args
 		msgs := make([]*Message, n)
 		for i, m := range ms[:n] {
 			msgs[i] = m.m
@@ -566,7 +569,8 @@ func (s *store) flushScript(ctx context.Context, tx *batchTx, b *batchState, com
 	b.outcomes = b.outcomes[:0]
 	for pos := 0; pos < len(b.hooks); {
 		hs := b.hooks[pos:]
-		n, args, size := nextRows(hs, true)
+		n, args, size := nextRows(hs, true, s.rowArgs)
+		s.rowArgs = args
 		ptrs := make([]*int64, n)
 		for i, h := range hs[:n] {
 			ptrs[i] = h.id
@@ -697,7 +701,8 @@ const webhookLogInsert = `INSERT INTO webhook_log (provider, path, headers, body
 func (s *store) flushMessages(ctx context.Context, tx *batchTx, b *batchState) error {
 	for len(b.messages) > 0 {
 		ms := b.messages
-		n, args, _ := nextRows(ms, s.seqIDs)
+		n, args, _ := nextRows(ms, s.seqIDs, s.rowArgs)
+		s.rowArgs = args
 		id, err := s.insertRows(ctx, tx, messageInsert+rowsOf(17, n), args, n)
 		if err != nil {
 			return err
@@ -725,8 +730,11 @@ func (h pendingHook) values() ([]any, int)    { return h.args, h.size }
 
 // nextRows returns how many of rows go in the next multi-row INSERT (one
 // unless many; otherwise at least one, at most flushChunk, within
-// flushBytes), their values and the bytes of their variable-length ones.
-func nextRows[T pendingRow](rows []T, many bool) (n int, args []any, size int) {
+// flushBytes), their values (appended to buf[:0]: the committer reuses
+// it) and the bytes of their variable-length ones.
+func nextRows[T pendingRow](rows []T, many bool, buf []any) (n int, args []any, size int) {
+	clear(buf)
+	args = buf[:0]
 	for n < len(rows) && n < flushChunk && (n == 0 || many) {
 		a, sz := rows[n].values()
 		if n > 0 && size+sz > flushBytes {
@@ -751,7 +759,8 @@ func (s *store) flushWebhooks(ctx context.Context, tx *batchTx, b *batchState) e
 	b.outcomes = b.outcomes[:0]
 	for pos := 0; pos < len(b.hooks); {
 		hs := b.hooks[pos:]
-		n, args, _ := nextRows(hs, s.seqIDs)
+		n, args, _ := nextRows(hs, s.seqIDs, s.rowArgs)
+		s.rowArgs = args
 		id, err := s.insertRows(ctx, tx, webhookLogInsert+rowsOf(6, n), args, n)
 		if err != nil {
 			return err

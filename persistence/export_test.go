@@ -58,3 +58,10 @@ func (s *store) CountForTest(ctx context.Context, query string, args ...any) (in
 	err := s.rdb.QueryRowContext(ctx, query, args...).Scan(&n)
 	return n, err
 }
+
+// InterpolateForTest writes args into query as the committer's scripts do
+// (literal.go).
+func InterpolateForTest(query string, args ...any) (string, error) {
+	b, err := interpolate(nil, query, args)
+	return string(b), err
+}

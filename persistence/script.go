@@ -1,14 +1,15 @@
 package persistence
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Round trips of a batch (MySQL).
@@ -17,8 +18,9 @@ import (
 // statements of a batch take to run: a batch of nine statements spent about
 // a third of its time waiting between them. On MySQL the committer therefore
 // runs its transaction itself on a writer connection that allows several
-// statements per request (the driver's multiStatements; every value is still
-// interpolated and escaped by the driver):
+// statements per request (the driver's multiStatements; the script writes
+// every value as a literal whose meaning does not depend on the SQL mode,
+// literal.go):
 //   - BEGIN travels with the batch's first reads (the conversations it locks
 //     and the dedupe lookup): one round trip, none when the conversations
 //     come from the committed cache (convcache.go) and BEGIN goes with the
@@ -168,16 +170,22 @@ func (t *batchTx) discard() {
 // script is statements sent in one request. The first id of each INSERT
 // whose ids matter is kept in a user variable (@urva_idN), which later
 // statements of the script may use, and which the SELECT ending the script
-// returns.
+// returns. Values are written into the text by the script itself (literal.go),
+// so that a batch's thousands of values are not each converted by
+// database/sql and again by the driver. A script is reused batch after
+// batch (the committer's): its buffers keep their capacity.
 type script struct {
-	q    strings.Builder
-	args []any
-	size int // bytes of the variable-length values
+	q    []byte
+	err  error // the first value that could not be written
+	size int   // bytes of the variable-length values
 	// ids are the variables to read back and what takes their values.
 	ids []scriptID
-	// vars numbers the variables: never reused, so that a statement may
-	// name a variable an earlier request of the same flush set.
+	// vars numbers the variables: never reused within a flush, so that a
+	// statement may name a variable an earlier request of the same flush
+	// set.
 	vars int
+	// text is the request being sent (reused).
+	text []byte
 }
 
 type scriptID struct {
@@ -185,11 +193,15 @@ type scriptID struct {
 	got  func(first int64)
 }
 
-// add appends a statement; size counts its variable-length values.
+// add appends a statement with its values; size counts its
+// variable-length values.
 func (sc *script) add(query string, size int, args ...any) {
-	sc.q.WriteString(query)
-	sc.q.WriteString(";\n")
-	sc.args = append(sc.args, args...)
+	var err error
+	sc.q, err = interpolate(sc.q, query, args)
+	if err != nil && sc.err == nil {
+		sc.err = err
+	}
+	sc.q = append(sc.q, ";\n"...)
 	sc.size += size
 }
 
@@ -204,35 +216,44 @@ func (sc *script) insert(query string, size int, args []any, got func(first int6
 	return v
 }
 
-func (sc *script) empty() bool { return sc.q.Len() == 0 }
+func (sc *script) empty() bool { return len(sc.q) == 0 }
 
 // run sends the script on t, after BEGIN when t has not begun, and ending
 // with COMMIT when commit is set. The ids are passed on only once the whole
 // script, COMMIT included, succeeded.
 func (sc *script) run(ctx context.Context, t *batchTx, commit bool) error {
+	if sc.err != nil {
+		err := sc.err
+		sc.reset()
+		return err
+	}
 	if sc.empty() && !commit {
 		return nil
 	}
-	var q strings.Builder
-	q.WriteString(t.lead())
-	q.WriteString(sc.q.String())
+	q := append(sc.text[:0], t.lead()...)
+	q = append(q, sc.q...)
 	if len(sc.ids) > 0 {
-		q.WriteString("SELECT ")
+		q = append(q, "SELECT "...)
 		for i, id := range sc.ids {
 			if i > 0 {
-				q.WriteString(", ")
+				q = append(q, ", "...)
 			}
-			q.WriteString(id.name)
+			q = append(q, id.name...)
 		}
-		q.WriteString(";\n")
+		q = append(q, ";\n"...)
 	}
 	if commit {
-		q.WriteString("COMMIT")
+		q = append(q, "COMMIT"...)
 	}
-	query := strings.TrimSuffix(q.String(), ";\n")
+	q = bytes.TrimSuffix(q, []byte(";\n"))
+	sc.text = q
+	// The request is handed to the driver without a copy: it is written to
+	// the connection before the call returns, and the bytes are reused only
+	// by the next run.
+	query := unsafe.String(unsafe.SliceData(q), len(q))
 	t.requests.Add(1)
 	if len(sc.ids) == 0 {
-		if _, err := t.conn.ExecContext(ctx, query, sc.args...); err != nil {
+		if _, err := t.conn.ExecContext(ctx, query); err != nil {
 			return err
 		}
 	} else {
@@ -254,7 +275,7 @@ func (sc *script) run(ctx context.Context, t *batchTx, commit bool) error {
 // readIDs runs query, whose first result is the row of the script's ids,
 // and reads every later result (COMMIT's) to its end.
 func (sc *script) readIDs(ctx context.Context, t *batchTx, query string) ([]int64, error) {
-	rows, err := t.conn.QueryContext(ctx, query, sc.args...)
+	rows, err := t.conn.QueryContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
@@ -294,8 +315,9 @@ func (sc *script) readIDs(ctx context.Context, t *batchTx, query string) ([]int6
 }
 
 func (sc *script) reset() {
-	sc.q.Reset()
-	sc.args = sc.args[:0]
+	sc.q = sc.q[:0]
+	sc.err = nil
 	sc.size = 0
+	clear(sc.ids)
 	sc.ids = sc.ids[:0]
 }

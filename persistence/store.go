@@ -108,6 +108,10 @@ type store struct {
 	// scripted: the committer sends several statements per round trip on
 	// a writer connection of its own (script.go).
 	scripted bool
+	// sc is the committer's script (MySQL) and rowArgs its buffer of a
+	// multi-row INSERT's values, reused batch after batch.
+	sc      script
+	rowArgs []any
 	// requests counts the committer's requests to the database.
 	requests atomic.Int64
 	// convs: the conversations as committed (MySQL; convcache.go), used by
@@ -281,8 +285,8 @@ func (s *store) openMySQL(cfg Config) error {
 	s.rdb = mysqlPool(sessionInit{conn, readCommitted}, n)
 	// The writers: the committer's connection, and the few writes made
 	// outside it (migrations, RM accounts). Several statements per request
-	// serve the committer's round trips; values are still escaped by the
-	// driver, and only the store's own statements run here.
+	// serve the committer's round trips; the committer writes values as
+	// literals (literal.go), and only the store's own statements run here.
 	wc := mc.Clone()
 	wc.MultiStatements = true
 	wconn, err := mysql.NewConnector(wc)
