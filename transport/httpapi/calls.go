@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -198,11 +197,10 @@ func (s *Server) diallerWebhook(c *call) {
 		writeError(c.ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
-	headers, _ := json.Marshal(map[string]string{
-		"Content-Type": contentType,
-		"User-Agent":   string(c.ctx.Request.Header.UserAgent()),
-		"X-Request-Id": c.id,
-	})
+	headers := headersJSON(
+		"Content-Type", contentType,
+		"User-Agent", string(c.ctx.Request.Header.UserAgent()),
+		"X-Request-Id", c.id)
 	var dialled *actors.DialledCall
 	if cb.Answered() || cb.Terminal() {
 		dialled = cb.Dialled()
@@ -213,7 +211,7 @@ func (s *Server) diallerWebhook(c *call) {
 	}
 	c.log.Info().Str("call_sid", cb.CallSid).Str("custom_field", cb.CustomField).Str("event", cb.EventType).
 		Str("status", cb.Status).Str("outcome", outcome).Msg("dialler callback")
-	writeJSON(c.ctx, fasthttp.StatusOK, map[string]string{"status": outcome})
+	writeStatus(c.ctx, outcome)
 }
 
 // commitDiallerCallback stores the raw callback (provider "dialler", the

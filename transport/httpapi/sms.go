@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -45,12 +44,11 @@ func (s *Server) smsForm(c *call) (map[string][]string, []byte, bool) {
 		writeError(c.ctx, fasthttp.StatusUnauthorized, msg)
 		return nil, nil, false
 	}
-	headers, _ := json.Marshal(map[string]string{
-		twilio.SignatureHeader: sig,
-		"Content-Type":         string(c.ctx.Request.Header.ContentType()),
-		"User-Agent":           string(c.ctx.Request.Header.UserAgent()),
-		"X-Request-Id":         c.id,
-	})
+	headers := headersJSON(
+		twilio.SignatureHeader, sig,
+		"Content-Type", string(c.ctx.Request.Header.ContentType()),
+		"User-Agent", string(c.ctx.Request.Header.UserAgent()),
+		"X-Request-Id", c.id)
 	return params, headers, true
 }
 

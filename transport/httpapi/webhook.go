@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -70,15 +69,14 @@ func (s *Server) whatsAppWebhook(c *call) {
 		writeError(c.ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
-	headers, _ := json.Marshal(map[string]string{
-		"X-Hub-Signature-256": sig,
-		"Content-Type":        string(c.ctx.Request.Header.ContentType()),
-		"User-Agent":          string(c.ctx.Request.Header.UserAgent()),
-		"X-Request-Id":        c.id,
-	})
+	headers := headersJSON(
+		"X-Hub-Signature-256", sig,
+		"Content-Type", string(c.ctx.Request.Header.ContentType()),
+		"User-Agent", string(c.ctx.Request.Header.UserAgent()),
+		"X-Request-Id", c.id)
 	outcome, ok := s.commitItems(c, rawWebhook{provider: "whatsapp", headers: headers, body: body}, n.Inbound())
 	if ok {
-		writeJSON(c.ctx, fasthttp.StatusOK, map[string]string{"status": outcome})
+		writeStatus(c.ctx, outcome)
 	}
 }
 
