@@ -34,7 +34,7 @@ test:
 ## BENCH_SCENARIOS and BENCH_FLAGS (e.g. -sockets 50000 -rms 1000) adjust it
 BENCH_DURATION  ?= 5s
 BENCH_JSON      ?= bench.json
-BENCH_SCENARIOS ?= ceiling,ingest-sqlite,ingest-mysql,naive,outbound,e2e,idle,turn
+BENCH_SCENARIOS ?= ceiling,ingest-sqlite,ingest-mysql,naive,outbound,statuses,e2e,idle,turn
 BENCH_FLAGS     ?=
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)

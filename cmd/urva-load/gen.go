@@ -59,6 +59,11 @@ type load struct {
 	runID    string
 	// text, when set, makes the message text (else "m <wamid>").
 	text func(seq int64, intended time.Time) string
+	// body, when set, makes the whole notification of send seq instead of
+	// a message from a contact.
+	body func(dst []byte, seq int64) []byte
+	// onAck is told of every 2xx webhook, warm-up included.
+	onAck func(seq int64)
 	// onOK is told of every 2xx webhook in the measured window.
 	onOK func(seq int64)
 	// atMeasure is called when the measured window starts (after warm-up).
@@ -183,7 +188,11 @@ func (l *load) run(ctx context.Context) loadResult {
 				if l.text != nil {
 					text = l.text(n, intended)
 				}
-				body = webhookBody(body[:0], int(n%int64(l.contacts)), wamid, text)
+				if l.body != nil {
+					body = l.body(body[:0], n)
+				} else {
+					body = webhookBody(body[:0], int(n%int64(l.contacts)), wamid, text)
+				}
 				req.Reset()
 				req.Header.SetMethod("POST")
 				req.SetRequestURI("http://" + l.addr + l.path)
@@ -197,6 +206,9 @@ func (l *load) run(ctx context.Context) loadResult {
 				good := err == nil && resp.StatusCode() >= 200 && resp.StatusCode() < 300
 				if good {
 					out.okTotal++
+					if l.onAck != nil {
+						l.onAck(n)
+					}
 				}
 				if intended.Before(measureFrom) || !intended.Before(end) {
 					continue

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -289,6 +290,18 @@ type fakeProvider struct {
 	srv   *fasthttp.Server
 	base  string
 	sends atomic.Int64
+	// to holds the recipient of each send (the n of wamid.OUT<n>), when
+	// recording.
+	mu        sync.Mutex
+	to        map[int64]string
+	recording bool
+}
+
+// recipient is the "to" of send n ("" when not recorded).
+func (p *fakeProvider) recipient(n int64) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.to[n]
 }
 
 func startFakeProvider() (*fakeProvider, error) {
@@ -296,9 +309,19 @@ func startFakeProvider() (*fakeProvider, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &fakeProvider{ln: ln, base: "http://" + ln.Addr().String() + "/v23.0"}
+	p := &fakeProvider{ln: ln, base: "http://" + ln.Addr().String() + "/v23.0", to: map[int64]string{}}
 	p.srv = &fasthttp.Server{Handler: func(c *fasthttp.RequestCtx) {
 		n := p.sends.Add(1)
+		p.mu.Lock()
+		if p.recording {
+			var send struct {
+				To string `json:"to"`
+			}
+			if json.Unmarshal(c.PostBody(), &send) == nil {
+				p.to[n] = send.To
+			}
+		}
+		p.mu.Unlock()
 		c.SetContentType("application/json")
 		c.SetBodyString(`{"messaging_product":"whatsapp","contacts":[{"input":"x","wa_id":"x"}],"messages":[{"id":"wamid.OUT` + strconv.FormatInt(n, 10) + `"}]}`)
 	}}

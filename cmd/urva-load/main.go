@@ -54,7 +54,7 @@ func (o *opts) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.server, "server", "bin/urva", "the urva binary under test (built with go build when missing)")
 	fs.StringVar(&o.mysql, "mysql", envOr("URVA_BENCH_MYSQL", "root@tcp(127.0.0.1:3306)/"), "MariaDB/MySQL server DSN without a database; a fresh urva_bench_<random> database is made per scenario")
 	fs.StringVar(&o.jsonOut, "json", "bench.json", "where suite writes its results (empty: nowhere)")
-	fs.StringVar(&o.scenarios, "scenarios", "ceiling,ingest-sqlite,ingest-mysql,naive,outbound,e2e,idle,turn", "suite: the scenarios to run, in order")
+	fs.StringVar(&o.scenarios, "scenarios", "ceiling,ingest-sqlite,ingest-mysql,naive,outbound,statuses,e2e,idle,turn", "suite: the scenarios to run, in order")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench databases and directories")
 	fs.BoolVar(&o.verbose, "v", false, "show the servers' logs")
 	fs.StringVar(&o.profile, "profile", "", "directory: write a CPU profile of each urva server over its measured window (<scenario>.pprof)")
@@ -76,6 +76,7 @@ var scenarios = map[string]scenario{
 	"ingest-mysql":  func(o *opts) ([]Result, error) { return runIngest(o, "mysql") },
 	"naive":         runNaive,
 	"outbound":      runOutbound,
+	"statuses":      runStatuses,
 	"e2e":           runE2E,
 	"idle":          runIdle,
 	"turn":          runTURN,
@@ -85,7 +86,8 @@ const usage = `urva-load: load generator and benchmark suite of the urva server
 
   urva-load suite [flags]          run -scenarios, print one table, write -json
   urva-load <scenario> [flags]     run one scenario: ceiling, ingest-sqlite,
-                                   ingest-mysql, naive, outbound, e2e, idle, turn
+                                   ingest-mysql, naive, outbound, statuses, e2e,
+                                   idle, turn
 
 Flags (all subcommands):
 `

@@ -139,39 +139,65 @@ func (r *rmServer) close() {
 	r.db.drop()
 }
 
-// runOutbound: one RM online with conversations open (inbound first, so
-// the 24-hour window is open) sends flat out through the REST API; the fake
-// provider counts the sends that reach it.
-func runOutbound(o *opts) ([]Result, error) {
+// desk is one RM online (its socket read and dropped) with deskConversations
+// conversations opened by inbound messages, so that the 24-hour window is
+// open and the conversations are the RM's.
+type desk struct {
+	srv   *rmServer
+	ws    *websocket.Conn
+	token string
+	conv  []int64
+}
+
+const deskConversations = 200
+
+func openDesk(o *opts) (*desk, error) {
 	srv, err := startRMServer(o, 1, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer srv.close()
-	c, prov, token := srv.c, srv.prov, srv.toks[0]
-	ws, err := dialRM(c.addr, token, nil)
-	if err != nil {
+	d := &desk{srv: srv, token: srv.toks[0]}
+	if d.ws, err = dialRM(srv.c.addr, d.token, nil); err != nil {
+		srv.close()
 		return nil, err
 	}
-	defer ws.Close()
 	go func() {
 		for {
-			if _, _, err := ws.ReadMessage(); err != nil {
+			if _, _, err := d.ws.ReadMessage(); err != nil {
 				return
 			}
 		}
 	}()
-	const convs = 200
-	if err := seedConversations(c.addr, convs); err != nil {
+	if err := seedConversations(srv.c.addr, deskConversations); err != nil {
+		d.close()
 		return nil, err
 	}
-	conv, err := conversationIDs(c.addr, token)
+	if d.conv, err = conversationIDs(srv.c.addr, d.token); err != nil {
+		d.close()
+		return nil, err
+	}
+	if len(d.conv) == 0 {
+		d.close()
+		return nil, fmt.Errorf("the RM has no conversations after %d inbound messages", deskConversations)
+	}
+	return d, nil
+}
+
+func (d *desk) close() {
+	d.ws.Close()
+	d.srv.close()
+}
+
+// runOutbound: one RM online with conversations open (inbound first, so
+// the 24-hour window is open) sends flat out through the REST API; the fake
+// provider counts the sends that reach it.
+func runOutbound(o *opts) ([]Result, error) {
+	d, err := openDesk(o)
 	if err != nil {
 		return nil, err
 	}
-	if len(conv) == 0 {
-		return nil, fmt.Errorf("the RM has no conversations after %d inbound messages", convs)
-	}
+	defer d.close()
+	c, prov, token, conv := d.srv.c, d.srv.prov, d.token, d.conv
 	hc := &fasthttp.HostClient{Addr: c.addr, MaxConns: o.conns, ReadTimeout: 30 * time.Second}
 	start := time.Now()
 	measureFrom, end := start.Add(o.warmup), start.Add(o.warmup+o.duration)
