@@ -5,13 +5,16 @@ package persistence
 // The committer is the only writer of conversations and contacts (one
 // committer per database, as the event cursor already assumes), so the
 // conversations as its last batches committed them are the database's. A
-// batch whose writes all name cached conversations by id skips its first
-// request (the locking read of its conversations and the dedupe lookup of
-// its provider ids): BEGIN, every insert and update and COMMIT travel in one
-// request. It is optimistic, and the database still decides:
-//   - a redelivered message, which the skipped lookup would have found, hits
-//     the unique key on provider ids; the attempt is rolled back and the
-//     batch runs again with its reads, which report the duplicate;
+// batch whose writes all name cached conversations by id skips the
+// locking read of its conversations and the dedupe lookup of its provider
+// ids (and of its outbound client ids): unless it has statuses or provider
+// ids whose messages it must read (msgbatch.go), BEGIN, every insert and
+// update and COMMIT travel in one request. It is optimistic, and the
+// database still decides:
+//   - a redelivered message (or a double send), which the skipped lookup
+//     would have found, hits the unique key on provider ids (or client
+//     ids); the attempt is rolled back and the batch runs again with its
+//     reads, which report the duplicate;
 //   - a cached conversation behind the database (another writer, a COMMIT
 //     whose answer was lost) shows as a write whose seq does not match, or
 //     as an event whose (conversation, seq) is taken; again the attempt is
