@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -271,7 +272,10 @@ func webhookBody(i int) []byte {
 
 // TestKill9KeepsEveryAcknowledgedWebhook streams signed webhooks at the
 // server, kills it with SIGKILL in the middle, restarts it and checks that
-// every webhook answered 200 is stored.
+// every webhook answered 200 is stored. Then, as the provider does with what
+// it could not deliver (and sometimes with what it could), every webhook
+// sent is delivered again: each is answered 200, and each message is stored
+// exactly once.
 func TestKill9KeepsEveryAcknowledgedWebhook(t *testing.T) {
 	for _, db := range []string{"sqlite", "mysql"} {
 		t.Run(db, func(t *testing.T) {
@@ -287,6 +291,7 @@ func TestKill9KeepsEveryAcknowledgedWebhook(t *testing.T) {
 
 			var mu sync.Mutex
 			acked := map[int]bool{}
+			sent := 0 // webhooks 0..sent-1 were (maybe) sent
 			ctx, cancel := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
 			next := make(chan int)
@@ -308,11 +313,10 @@ func TestKill9KeepsEveryAcknowledgedWebhook(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for i := range next {
-						body := webhookBody(i)
-						req, _ := http.NewRequest("POST", s.base+"/webhooks/whatsapp", bytes.NewReader(body))
-						req.Header.Set("X-Hub-Signature-256", sign(secret, body))
-						req.Header.Set("Content-Type", "application/json")
-						resp, err := client.Do(req)
+						mu.Lock()
+						sent = max(sent, i+1)
+						mu.Unlock()
+						resp, err := postWebhook(client, s, secret, i)
 						if err != nil {
 							return // the server is gone
 						}
@@ -339,8 +343,9 @@ func TestKill9KeepsEveryAcknowledgedWebhook(t *testing.T) {
 			wg.Wait()
 
 			s2 := startServer(t, env...)
+			redeliver(t, s2, secret, sent)
 			token := s2.login("admin", "admin")
-			stored := map[string]bool{}
+			stored := map[string]int{}
 			code, b := s2.do("GET", "/api/conversations", token, nil)
 			if code != 200 {
 				t.Fatalf("conversations: %d %s", code, b)
@@ -359,7 +364,9 @@ func TestKill9KeepsEveryAcknowledgedWebhook(t *testing.T) {
 					var evs struct{ Events []wsFrame }
 					_ = json.Unmarshal(b, &evs)
 					for _, e := range evs.Events {
-						stored[e.Message.Text] = true
+						if e.Type == "message" {
+							stored[e.Message.Text]++
+						}
 						after = int(e.Seq)
 					}
 					if len(evs.Events) < 500 {
@@ -369,13 +376,63 @@ func TestKill9KeepsEveryAcknowledgedWebhook(t *testing.T) {
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			for i := range acked {
-				if !stored[fmt.Sprintf("m%d", i)] {
+			for i := range sent {
+				switch n := stored[fmt.Sprintf("m%d", i)]; {
+				case n == 0 && acked[i]:
 					t.Errorf("webhook %d was acknowledged but is not stored", i)
+				case n == 0:
+					t.Errorf("webhook %d is not stored after its redelivery", i)
+				case n > 1:
+					t.Errorf("webhook %d is stored %d times", i, n)
 				}
 			}
-			t.Logf("%d acknowledged, %d stored", len(acked), len(stored))
+			t.Logf("%d sent, %d acknowledged before the kill, %d stored", sent, len(acked), len(stored))
 		})
+	}
+}
+
+// postWebhook posts the signed webhook i.
+func postWebhook(client *http.Client, s *server, secret string, i int) (*http.Response, error) {
+	body := webhookBody(i)
+	req, _ := http.NewRequest("POST", s.base+"/webhooks/whatsapp", bytes.NewReader(body))
+	req.Header.Set("X-Hub-Signature-256", sign(secret, body))
+	req.Header.Set("Content-Type", "application/json")
+	return client.Do(req)
+}
+
+// redeliver posts webhooks 0..n-1 again, on 8 connections, and wants 200
+// for each.
+func redeliver(t *testing.T, s *server, secret string, n int) {
+	t.Helper()
+	next := make(chan int)
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	client := &http.Client{Timeout: 30 * time.Second}
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				resp, err := postWebhook(client, s, secret, i)
+				if err != nil {
+					failed.CompareAndSwap(nil, fmt.Sprintf("redelivery %d: %v", i, err))
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.CompareAndSwap(nil, fmt.Sprintf("redelivery %d: %d %s", i, resp.StatusCode, b))
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if v := failed.Load(); v != nil {
+		t.Fatal(v)
 	}
 }
 
