@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -18,15 +19,7 @@ func headersJSON(kv ...string) []byte {
 	for i := 0; i+1 < len(kv); i += 2 {
 		ps = append(ps, pair{kv[i], kv[i+1]})
 	}
-	slices.SortFunc(ps, func(a, b pair) int {
-		switch {
-		case a.k < b.k:
-			return -1
-		case a.k > b.k:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(ps, func(a, b pair) int { return cmp.Compare(a.k, b.k) })
 	n := 2
 	for _, p := range ps {
 		n += len(p.k) + len(p.v) + 6
