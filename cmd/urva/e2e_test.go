@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -455,6 +456,69 @@ func TestActorRuntimeMetrics(t *testing.T) {
 			if got := strings.Contains(string(body), "protoactor_actor_spawn_count_total"); got != on {
 				t.Errorf("protoactor_* families present: %v, want %v", got, on)
 			}
+		})
+	}
+}
+
+// TestCollectorPacing runs webhooks through the built binary: with pacing on
+// (the default) GOGC is above 100 once collections have run under the load
+// (go_gc_gogc_percent is the runtime's own figure); with
+// runtime.gc_interval 0 it stays at 100 through the same load, however many
+// collections run.
+func TestCollectorPacing(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprint("paced=", on), func(t *testing.T) {
+			const secret = "pacing-test-secret"
+			env := []string{"URVA_WHATSAPP_APP_SECRET=" + secret, "URVA_DATABASE_DSN=" + filepath.Join(t.TempDir(), "urva.db")}
+			if !on {
+				env = append(env, "URVA_RUNTIME_GC_INTERVAL=0")
+			}
+			s := startServer(t, env...)
+			metric := func(name string) float64 {
+				t.Helper()
+				code, body := s.do("GET", "/metrics", "", nil)
+				if code != 200 {
+					t.Fatalf("GET /metrics: %d", code)
+				}
+				for _, line := range strings.Split(string(body), "\n") {
+					if v, ok := strings.CutPrefix(line, name+" "); ok {
+						f, err := strconv.ParseFloat(v, 64)
+						if err != nil {
+							t.Fatalf("%s: %v", line, err)
+						}
+						return f
+					}
+				}
+				t.Fatalf("no %s in /metrics", name)
+				return 0
+			}
+			startCycles := metric("go_gc_duration_seconds_count")
+			client := &http.Client{}
+			for i := 0; i < 50000; i++ {
+				resp, err := postWebhook(client, s, secret, i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("webhook %d: %d", i, resp.StatusCode)
+				}
+				if i%200 != 199 {
+					continue
+				}
+				percent, cycles := metric("go_gc_gogc_percent"), metric("go_gc_duration_seconds_count")
+				switch {
+				case on && percent > 100 && cycles-startCycles >= 3:
+					t.Logf("GOGC %v after %d webhooks, %v collections", percent, i+1, cycles-startCycles)
+					return
+				case !on && percent != 100:
+					t.Fatalf("pacing off: GOGC %v after %d webhooks", percent, i+1)
+				case !on && cycles-startCycles >= 5:
+					return
+				}
+			}
+			t.Fatalf("paced=%v: 50,000 webhooks without the expected GOGC (now %v, %v collections)", on, metric("go_gc_gogc_percent"), metric("go_gc_duration_seconds_count")-startCycles)
 		})
 	}
 }

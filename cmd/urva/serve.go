@@ -16,6 +16,7 @@ import (
 
 	"urva/actors"
 	"urva/internal/config"
+	"urva/internal/gcpace"
 	"urva/internal/metrics"
 	"urva/persistence"
 	"urva/transport/auth"
@@ -35,6 +36,10 @@ const shutdownGrace = 15 * time.Second
 // cancelled: it wires the store, the actor system and the HTTP server, and
 // returns once they have shut down.
 func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
+	if p := gcpace.Start(cfg.Runtime.GCInterval, uint64(cfg.Runtime.GCHeadroomMB)<<20); p != nil {
+		defer p.Stop()
+		log.Info().Dur("gc_interval", cfg.Runtime.GCInterval).Int("gc_headroom_mb", cfg.Runtime.GCHeadroomMB).Msg("collector paced while busy")
+	}
 	// CRM sync: the configured webhook, or the in-process sandbox CRM in
 	// sandbox mode; off (no outbox rows) otherwise. A commit that writes
 	// outbox rows wakes the CRM sync actor, which starts after the store.

@@ -45,6 +45,7 @@ type Config struct {
 	Sandbox  Sandbox  `koanf:"sandbox"`
 	Log      Log      `koanf:"log"`
 	Metrics  Metrics  `koanf:"metrics"`
+	Runtime  Runtime  `koanf:"runtime"`
 
 	// sandboxFilled lists the keys Validate completed with sandbox values.
 	sandboxFilled []string
@@ -250,6 +251,19 @@ type Metrics struct {
 	ActorRuntime bool `koanf:"actor_runtime"`
 }
 
+// Runtime tunes the Go runtime the server runs on.
+type Runtime struct {
+	// GCInterval paces the garbage collector while the server is busy: it
+	// collects about once per interval, no more often than GOGC would, as
+	// long as GCHeadroomMB allows (0: off, GOGC alone decides). An idle
+	// server allocates next to nothing and keeps GOGC's memory (see
+	// internal/gcpace).
+	GCInterval time.Duration `koanf:"gc_interval"`
+	// GCHeadroomMB caps the heap, in MiB over the live heap, that pacing
+	// may let garbage take (0: off).
+	GCHeadroomMB int `koanf:"gc_headroom_mb"`
+}
+
 // Log configures the server log.
 type Log struct {
 	// Format is LogJSON or LogConsole.
@@ -272,6 +286,10 @@ const (
 	DefaultTURNRealm      = "urva"
 	DefaultCredentialTTL  = 12 * time.Hour
 	DefaultReconcileAfter = 10 * time.Minute
+	DefaultGCInterval     = 4 * time.Second
+	DefaultGCHeadroomMB   = 256
+	// maxGCHeadroomMB (1 TiB) keeps the byte count far from overflow.
+	maxGCHeadroomMB = 1 << 20
 
 	DefaultMaxAllocationsPerUser = 10
 	DefaultVideoLinkTTL          = time.Hour
@@ -313,7 +331,8 @@ func Default() *Config {
 			MaxDuration: DefaultVideoMaxDuration,
 			RejoinGrace: DefaultVideoRejoinGrace,
 		},
-		Log: Log{Format: LogJSON, Level: "info"},
+		Log:     Log{Format: LogJSON, Level: "info"},
+		Runtime: Runtime{GCInterval: DefaultGCInterval, GCHeadroomMB: DefaultGCHeadroomMB},
 	}
 }
 

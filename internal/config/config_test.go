@@ -385,6 +385,7 @@ func TestKeysAndEnvNames(t *testing.T) {
 		"turn.relay_port_min", "turn.relay_port_max",
 		"turn.external_urls", "video.link_ttl", "video.max_duration", "video.rejoin_grace", "video.relay_only",
 		"crm.webhook_url", "crm.secret", "crm.max_age", "crm.timeout", "sandbox.enabled", "log.format", "log.level", "metrics.actor_runtime",
+		"runtime.gc_interval", "runtime.gc_headroom_mb",
 	}
 	if len(keys) != len(wantKeys) {
 		t.Errorf("%d keys, want %d: %v", len(keys), len(wantKeys), keys)

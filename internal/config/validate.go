@@ -106,6 +106,12 @@ func (c *Config) Validate() error {
 	if c.Database.BatchMaxWait < 0 {
 		p.addf("database.batch_max_wait must not be negative, got %s", c.Database.BatchMaxWait)
 	}
+	if c.Runtime.GCInterval < 0 {
+		p.addf("runtime.gc_interval must not be negative, got %s", c.Runtime.GCInterval)
+	}
+	if c.Runtime.GCHeadroomMB < 0 || c.Runtime.GCHeadroomMB > maxGCHeadroomMB {
+		p.addf("runtime.gc_headroom_mb must be between 0 (off) and %d, got %d", maxGCHeadroomMB, c.Runtime.GCHeadroomMB)
+	}
 
 	mode := "outside sandbox mode"
 	required(&p, mode, "auth.token_secret", c.Auth.TokenSecret)

@@ -39,6 +39,18 @@ func TestValidate(t *testing.T) {
 			want:   []string{`database.driver "postgres" is not supported: use "sqlite" or "mysql"`},
 		},
 		{
+			name: "collector pacing bounds",
+			modify: func(c *Config) {
+				c.Runtime.GCInterval = -time.Second
+				c.Runtime.GCHeadroomMB = -1
+			},
+			want: []string{"runtime.gc_interval must not be negative, got -1s", "runtime.gc_headroom_mb must be between 0 (off) and 1048576, got -1"},
+		},
+		{
+			name:   "collector pacing off",
+			modify: func(c *Config) { c.Runtime.GCInterval, c.Runtime.GCHeadroomMB = 0, 0 },
+		},
+		{
 			name:   "driver is case-insensitive",
 			modify: func(c *Config) { c.Database.Driver = " MySQL " },
 		},
