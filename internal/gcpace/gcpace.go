@@ -16,8 +16,9 @@
 // started with. An idle server allocates next to nothing, so its goal falls
 // back to what GOGC alone gives at the next cycle; a busy one spends at most
 // Headroom more memory to collect about once per Interval. While the live
-// heap grows (a burst of sockets connecting) and after a forced collection,
-// GOGC applies as it was: the runtime keeps the pages it used up to its
+// heap grows (a burst of sockets connecting), until it has been steady at
+// two evaluations in a row, and after a forced collection, GOGC applies as
+// it was: the runtime keeps the pages it used up to its
 // goal, so garbage let in then would stay as resident memory. A memory limit
 // (GOMEMLIMIT) still applies over it. It is the dynamic form of a heap
 // ballast, paid only under steady load.
@@ -47,7 +48,7 @@ type Adjustment struct {
 	At       time.Time
 	Measured bool    // false when no time had passed since the last evaluation: nothing changed
 	Forced   bool    // a collection was asked for (runtime.GC, debug.FreeOSMemory): GOGC as it was
-	Growing  bool    // the live heap grew by more than a quarter (and 4 MiB) since the last evaluation: GOGC as it was
+	Growing  bool    // the live heap grew by more than a tenth (and 4 MiB) at this evaluation or the one before: GOGC as it was
 	Live     uint64  // heap the last cycle marked live
 	Rate     float64 // bytes allocated per second since the previous evaluation
 	Headroom uint64  // the room the pacer asked for over Live
@@ -68,6 +69,7 @@ type Pacer struct {
 	lastAllocs uint64
 	lastForced uint64
 	lastLive   uint64
+	steady     bool // the last evaluation found the live heap steady
 	lastAt     time.Time
 	samples    []metrics.Sample
 }
@@ -185,17 +187,21 @@ func (p *Pacer) decide(r reading) Adjustment {
 		// next cycle measures the rate afresh.
 		a.Measured, a.Forced = true, true
 		pc = p.base
+		p.steady = false
 	case dt <= 0:
 		// No time to measure a rate over (a clock that stands still):
 		// the bytes count towards the next evaluation.
 		return a
-	case p.lastLive > 0 && r.live > p.lastLive+max(p.lastLive/4, heapMinimum):
+	case r.live > p.lastLive+max(p.lastLive/10, heapMinimum) || !p.steady:
 		// The server is taking on state (sockets connecting, conversations
-		// opening): GOGC's headroom grows with it, and garbage let in now
-		// would leave the heap that much larger for good, since the runtime
-		// keeps the pages it used up to its next goal.
+		// opening), now or at the evaluation before: GOGC's headroom grows
+		// with it, and garbage let in now would leave the heap that much
+		// larger for good, since the runtime keeps the pages it used up to
+		// its next goal. A burst grows the heap unevenly from cycle to
+		// cycle, so pacing waits for two steady evaluations in a row.
 		a.Measured, a.Growing = true, true
 		pc = p.base
+		p.steady = r.live <= p.lastLive+max(p.lastLive/10, heapMinimum)
 	default:
 		a.Measured = true
 		a.Rate = float64(r.allocs-p.lastAllocs) / dt.Seconds()

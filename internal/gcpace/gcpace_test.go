@@ -96,7 +96,8 @@ var sink atomic.Pointer[[]byte]
 // collection, sockets connecting, idle.
 func TestDecide(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
-	p := &Pacer{interval: 4 * time.Second, headroom: 256 * mb, base: 100, percent: 100, lastAt: t0}
+	// Warmed up: the live heap was 17 MB at two evaluations in a row.
+	p := &Pacer{interval: 4 * time.Second, headroom: 256 * mb, base: 100, percent: 100, lastAt: t0, lastLive: 17 * mb, steady: true}
 	var allocs, forced uint64
 	at := t0
 	steps := []struct {
@@ -116,13 +117,17 @@ func TestDecide(t *testing.T) {
 			want: Adjustment{Measured: true, Rate: 15 * mb, Headroom: 60 * mb, Percent: 300}},
 		{name: "forced: GOGC as it was", after: time.Second, live: 17 * mb, alloc: 30 * mb, force: true,
 			want: Adjustment{Measured: true, Forced: true, Percent: 100}},
+		{name: "after a forced collection, steady first", after: time.Second, live: 17 * mb, alloc: 30 * mb,
+			want: Adjustment{Measured: true, Growing: true, Percent: 100}},
 		{name: "paced again", after: time.Second, live: 17 * mb, alloc: 30 * mb,
 			want: Adjustment{Measured: true, Rate: 30 * mb, Headroom: 120 * mb, Percent: 600}},
 		{name: "capped at the headroom and at MaxPercent", after: time.Second, live: 17 * mb, alloc: 100 * mb,
 			want: Adjustment{Measured: true, Rate: 100 * mb, Headroom: 256 * mb, Percent: 800}},
-		{name: "sockets connecting: live heap up by more than a quarter", after: time.Second, live: 60 * mb, alloc: 100 * mb,
+		{name: "sockets connecting: live heap up by more than a tenth", after: time.Second, live: 60 * mb, alloc: 100 * mb,
 			want: Adjustment{Measured: true, Growing: true, Percent: 100}},
-		{name: "steady at the new size: paced", after: time.Second, live: 62 * mb, alloc: 60 * mb,
+		{name: "steady once after growing is not enough", after: time.Second, live: 62 * mb, alloc: 60 * mb,
+			want: Adjustment{Measured: true, Growing: true, Percent: 100}},
+		{name: "steady twice: paced", after: time.Second, live: 62 * mb, alloc: 60 * mb,
 			want: Adjustment{Measured: true, Rate: 60 * mb, Headroom: 240 * mb, Percent: 369}},
 		{name: "idle: 10 KB/s leaves GOGC alone", after: 100 * time.Second, live: 62 * mb, alloc: mb,
 			want: Adjustment{Measured: true, Rate: 10485.76, Headroom: 41943, Percent: 100}},
@@ -130,6 +135,8 @@ func TestDecide(t *testing.T) {
 			want: Adjustment{Measured: true, Rate: 30 * mb, Headroom: 120 * mb, Percent: 521}},
 		{name: "small heaps: growth under 4 MiB is not growth", after: time.Second, live: 23 * mb, alloc: 30 * mb,
 			want: Adjustment{Measured: true, Rate: 30 * mb, Headroom: 120 * mb, Percent: 461}},
+		{name: "7 MiB on 23 is growth", after: time.Second, live: 30 * mb, alloc: 30 * mb,
+			want: Adjustment{Measured: true, Growing: true, Percent: 100}},
 	}
 	for _, st := range steps {
 		at = at.Add(st.after)
