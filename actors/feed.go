@@ -143,6 +143,10 @@ type genericFrame struct {
 	Detail         json.RawMessage `json:"detail,omitempty"`
 }
 
+// messageFrameSize is room for a typical message frame: an inbound text
+// with the provider's payload is 600 to 900 bytes.
+const messageFrameSize = 1024
+
 // EncodeEvent renders one event as a socket frame.
 func EncodeEvent(r *persistence.EventRecord) []byte {
 	cur := Cursor(r.ID)
@@ -150,6 +154,9 @@ func EncodeEvent(r *persistence.EventRecord) []byte {
 	switch r.Type {
 	case persistence.EventMessage:
 		if r.Message != nil {
+			if b, ok := appendMessageFrame(make([]byte, 0, messageFrameSize), r, cur); ok {
+				return b
+			}
 			v = messageFrame{Type: r.Type, ConversationID: r.ConversationID, Seq: r.Seq, Cursor: cur,
 				Message: NewMessageJSON(r.Message, ContactJSON{Phone: r.ContactPhone, Name: r.ContactName})}
 		}
