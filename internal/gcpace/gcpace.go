@@ -88,8 +88,11 @@ func start(interval time.Duration, headroom uint64, now func() time.Time, onAdju
 	}
 	samples := []metrics.Sample{{Name: liveMetric}, {Name: stackMetric}, {Name: globalsMetric}, {Name: percentMetric}, {Name: allocsMetric}, {Name: forcedMetric}}
 	metrics.Read(samples)
-	base := int(samples[3].Value.Uint64())
-	if samples[3].Value.Kind() != metrics.KindUint64 || base <= 0 {
+	if samples[3].Value.Kind() != metrics.KindUint64 {
+		return nil // a runtime without the figures the pacer needs
+	}
+	base := int(samples[3].Value.Uint64()) // GOGC=off reads as -1
+	if base <= 0 {
 		return nil // GOGC=off: the memory limit alone decides
 	}
 	p := &Pacer{
@@ -99,13 +102,6 @@ func start(interval time.Duration, headroom uint64, now func() time.Time, onAdju
 	}
 	p.arm()
 	return p
-}
-
-// Percent returns the GOGC percent the pacer set last.
-func (p *Pacer) Percent() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.percent
 }
 
 // Stop ends the pacer and gives the collector back its starting percent.

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"sync/atomic"
 	"testing"
@@ -284,6 +285,13 @@ func TestStartOff(t *testing.T) {
 		p.Stop()
 		t.Fatal("a zero headroom started")
 	}
-	var p *Pacer
+	old := debug.SetGCPercent(-1) // GOGC=off
+	p := Start(time.Second, 64*mb)
+	debug.SetGCPercent(old)
+	if p != nil {
+		p.Stop()
+		t.Fatal("started with the collector off")
+	}
+	p = nil
 	p.Stop() // a nil pacer stops quietly
 }
