@@ -19,7 +19,8 @@ import (
 // Every write (conversation writes, webhook log rows, webhook outcomes, CRM
 // outbox state changes, call recording paths, video calls between RMs) is
 // queued as an op. One committer goroutine takes up to BatchMaxRows ops,
-// waiting at most BatchMaxWait after the first one arrived, applies them all
+// waiting at most BatchMaxWait after the first one arrived (less when the
+// ops stop coming, see closeAtLocked), applies them all
 // in ONE transaction and then calls their completions in queue order (on a
 // goroutine of their own, batch after batch, while the next batch is
 // applied). With a single committer, commit order is queue order and event
@@ -226,23 +227,34 @@ func (c *committer) next() []*op {
 	if len(c.queue) < maxRows && !c.closed && maxWait > 0 {
 		// Wait for more, counting from when the first op arrived: an op
 		// that already waited through the previous commit goes at once.
+		// The wait also ends when the arrivals pause (closeAt).
 		deadline := c.queue[0].enqueued.Add(maxWait)
+		closeAt := c.closeAtLocked(deadline)
 		c.mu.Unlock()
-		if d := time.Until(deadline); d > 0 {
+		if d := time.Until(closeAt); d > 0 {
 			timer := time.NewTimer(d)
 		wait:
 			for {
 				select {
 				case <-timer.C:
-					break wait
+					c.mu.Lock()
+					closeAt = c.closeAtLocked(deadline)
+					c.mu.Unlock()
+					d := time.Until(closeAt)
+					if d <= 0 {
+						break wait
+					}
+					timer.Reset(d)
 				case <-c.wake:
 					c.mu.Lock()
 					full := len(c.queue) >= maxRows || c.closed
+					closeAt = c.closeAtLocked(deadline)
 					c.mu.Unlock()
-					if full {
+					if full || !time.Now().Before(closeAt) {
 						timer.Stop()
 						break wait
 					}
+					timer.Reset(time.Until(closeAt))
 				}
 			}
 		}
@@ -256,6 +268,33 @@ func (c *committer) next() []*op {
 	c.queue = c.queue[:rest]
 	c.mu.Unlock()
 	return batch
+}
+
+// A batch also closes when its writes stop coming: once no write has
+// arrived for pauseSpacings times their mean spacing so far (at least
+// minSpacing each). Writes that come in a burst (every client of a closed
+// loop answered by one commit and sending its next request at once) then
+// go without waiting out BatchMaxWait after the burst, while writes that
+// come at random keep gathering for BatchMaxWait: a gap of four mean
+// spacings ends one in fifty of them.
+const (
+	pauseSpacings = 4
+	minSpacing    = 25 * time.Microsecond
+)
+
+// closeAtLocked is when the queued batch closes: at deadline, or earlier
+// once the arrivals have paused. c.mu is held.
+func (c *committer) closeAtLocked(deadline time.Time) time.Time {
+	n := len(c.queue)
+	if n < 2 || c.s.cfg.BatchWaitFull {
+		return deadline
+	}
+	first, last := c.queue[0].enqueued, c.queue[n-1].enqueued
+	spacing := max(last.Sub(first)/time.Duration(n-1), minSpacing)
+	if pause := last.Add(pauseSpacings * spacing); pause.Before(deadline) {
+		return pause
+	}
+	return deadline
 }
 
 // commitBatch applies batch (see the comment at the top of this file) and

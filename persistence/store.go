@@ -43,10 +43,15 @@ type Config struct {
 	DSN string
 	// BatchMaxRows caps the writes of one group-commit transaction (default 256).
 	BatchMaxRows int
-	// BatchMaxWait is how long the committer waits for more writes after the
-	// first one of a batch arrived (default 2ms; negative: never wait, commit
-	// whatever is queued).
+	// BatchMaxWait is how long at most the committer waits for more writes
+	// after the first one of a batch arrived (default 2ms; negative: never
+	// wait, commit whatever is queued).
 	BatchMaxWait time.Duration
+	// BatchWaitFull keeps a batch open until BatchMaxRows or BatchMaxWait
+	// even when the writes pause (by default it closes once no write has
+	// come for four times their mean spacing; committer.go). Tests that
+	// need exact batch boundaries set it.
+	BatchWaitFull bool
 	// MaxOpenConns caps the connection pool (MySQL: all connections, default
 	// 16; SQLite: the read pool, default 4, next to the single writer).
 	MaxOpenConns int

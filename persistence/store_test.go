@@ -117,6 +117,47 @@ func submit(s persistence.Store, ws []*persistence.ConversationWrite) ([]*persis
 	return res, errs
 }
 
+// TestBatchClosesWhenWritesPause: with a wait far longer than the test and
+// room for 100 writes, five writes queued together still commit: the batch
+// closes once no further write comes (committer.go), and holds all five.
+func TestBatchClosesWhenWritesPause(t *testing.T) {
+	var reports chan batchReport
+	forEachConfig(t, func(c *persistence.Config) {
+		reports = make(chan batchReport, 16)
+		c.BatchMaxRows = 100
+		c.BatchMaxWait = time.Hour
+		c.OnBatch = func(n int, _ time.Duration, err error) { reports <- batchReport{n, err} }
+	}, func(t *testing.T, s persistence.Store) {
+		ws := make([]*persistence.ConversationWrite, 5)
+		for i := range ws {
+			ws[i] = &persistence.ConversationWrite{Key: key(700 + i), Items: []persistence.WriteItem{inbound(fmt.Sprint("wamid.P", i))}}
+		}
+		done := make(chan []error, 1)
+		go func() { _, errs := submit(s, ws); done <- errs }()
+		select {
+		case errs := <-done:
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("write %d: %v", i, err)
+				}
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("five writes not committed a minute later: the batch waited for BatchMaxWait")
+		}
+		rows := 0
+		for rows < len(ws) {
+			r := <-reports
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			rows += r.rows
+		}
+		if rows != len(ws) {
+			t.Fatalf("batches held %d writes, want %d", rows, len(ws))
+		}
+	})
+}
+
 // TestGroupCommitBatches makes batch boundaries deterministic (8 rows, a wait
 // far longer than the test) and checks that each round of 8 writes is one
 // transaction, including the round with a write that fails half-way.
@@ -126,6 +167,7 @@ func TestGroupCommitBatches(t *testing.T) {
 	adjust := func(c *persistence.Config) {
 		c.BatchMaxRows = rows
 		c.BatchMaxWait = time.Hour
+		c.BatchWaitFull = true
 		c.OnBatch = func(n int, _ time.Duration, err error) { reports <- batchReport{n, err} }
 	}
 	forEachConfig(t, func(c *persistence.Config) { reports = make(chan batchReport, 16); adjust(c) }, func(t *testing.T, s persistence.Store) {
@@ -390,6 +432,7 @@ func TestBatchFallsBackToSingleWrites(t *testing.T) {
 		reports = make(chan batchReport, 16)
 		c.BatchMaxRows = 4
 		c.BatchMaxWait = time.Hour
+		c.BatchWaitFull = true
 		c.OnBatch = func(n int, _ time.Duration, err error) { reports <- batchReport{n, err} }
 	}
 	forEachConfig(t, adjust, func(t *testing.T, s persistence.Store) {
@@ -526,6 +569,7 @@ func TestBatchRequests(t *testing.T) {
 			s := storetest.OpenMySQLConfig(t, func(c *persistence.Config) {
 				c.BatchMaxRows = 2 * n // a batch closes when it holds 2n ops
 				c.BatchMaxWait = time.Hour
+				c.BatchWaitFull = true
 				c.Outbox = tc.outbox
 			})
 			ctx := context.Background()
@@ -661,6 +705,7 @@ func TestOpeningRequests(t *testing.T) {
 	s := storetest.OpenMySQLConfig(t, func(c *persistence.Config) {
 		c.BatchMaxRows = n
 		c.BatchMaxWait = time.Hour
+		c.BatchWaitFull = true
 	})
 	write := func(k persistence.ConversationKey, pid string) *persistence.ConversationWrite {
 		return &persistence.ConversationWrite{Key: k, ContactName: "Name " + pid, Items: []persistence.WriteItem{inbound(pid)}}
@@ -734,6 +779,7 @@ func TestCachedConversations(t *testing.T) {
 	s := storetest.OpenMySQLConfig(t, func(c *persistence.Config) {
 		c.BatchMaxRows = 2 // the batches below hold two writes
 		c.BatchMaxWait = time.Hour
+		c.BatchWaitFull = true
 	})
 	x, ok := s.(interface {
 		ExecForTest(ctx context.Context, query string, args ...any) error

@@ -656,6 +656,7 @@ func testOutboxGroupCommit(t *testing.T, open Opener) {
 	s, ob := openOutbox(t, open, func(c *persistence.Config) {
 		c.BatchMaxRows = rows
 		c.BatchMaxWait = time.Hour // a batch is exactly rows writes
+		c.BatchWaitFull = true
 		c.OnBatch = func(n int, _ time.Duration, err error) { reports <- report{n, err} }
 	})
 	expect := func(wantErr bool) {

@@ -1311,6 +1311,7 @@ func testSameBatchMessages(t *testing.T, open Opener) {
 	s := open(t, func(c *persistence.Config) {
 		c.BatchMaxRows = 6
 		c.BatchMaxWait = time.Hour // a batch is exactly six writes
+		c.BatchWaitFull = true
 		c.Outbox = true
 		c.OnBatch = func(n int, _ time.Duration, err error) { batches <- report{n, err} }
 	})

@@ -783,6 +783,7 @@ func testVideoCallGroupCommit(t *testing.T, open Opener) {
 	s, ob := openOutbox(t, open, func(c *persistence.Config) {
 		c.BatchMaxRows = rows
 		c.BatchMaxWait = time.Hour // a batch is exactly rows writes
+		c.BatchWaitFull = true
 		c.OnBatch = func(n int, _ time.Duration, err error) { reports <- report{n, err} }
 	})
 	ctx := ctxT(t)
