@@ -232,30 +232,24 @@ func (c *committer) next() []*op {
 		closeAt := c.closeAtLocked(deadline)
 		c.mu.Unlock()
 		if d := time.Until(closeAt); d > 0 {
+			// Each wake-up (a new op, or the time to close) looks again:
+			// new ops move the close time.
 			timer := time.NewTimer(d)
-		wait:
 			for {
 				select {
 				case <-timer.C:
-					c.mu.Lock()
-					closeAt = c.closeAtLocked(deadline)
-					c.mu.Unlock()
-					d := time.Until(closeAt)
-					if d <= 0 {
-						break wait
-					}
-					timer.Reset(d)
 				case <-c.wake:
-					c.mu.Lock()
-					full := len(c.queue) >= maxRows || c.closed
-					closeAt = c.closeAtLocked(deadline)
-					c.mu.Unlock()
-					if full || !time.Now().Before(closeAt) {
-						timer.Stop()
-						break wait
-					}
-					timer.Reset(time.Until(closeAt))
 				}
+				c.mu.Lock()
+				full := len(c.queue) >= maxRows || c.closed
+				closeAt = c.closeAtLocked(deadline)
+				c.mu.Unlock()
+				d := time.Until(closeAt)
+				if full || d <= 0 {
+					timer.Stop()
+					break
+				}
+				timer.Reset(d)
 			}
 		}
 		c.mu.Lock()
