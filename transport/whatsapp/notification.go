@@ -6,7 +6,16 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
+
+// unmarshal decodes JSON as encoding/json does, on the json/v2 engine (the
+// implementation behind encoding/json's jsonv2 experiment): a webhook
+// parses in about half the time, with a third of the allocations
+// (BenchmarkParse). FuzzParseMatchesStdlib holds it to encoding/json's
+// results.
+var unmarshal = jsonv1.Unmarshal
 
 // ObjectBusinessAccount is the only "object" a WhatsApp notification carries.
 const ObjectBusinessAccount = "whatsapp_business_account"
@@ -80,7 +89,7 @@ func (s *FlexString) UnmarshalJSON(b []byte) error {
 			return nil
 		}
 		var v string
-		if err := json.Unmarshal(b, &v); err != nil {
+		if err := unmarshal(b, &v); err != nil {
 			return err
 		}
 		*s = FlexString(v)
@@ -148,9 +157,9 @@ type messageHeader struct {
 // with another shape) still yields its common fields: it is never dropped.
 func (m *Message) UnmarshalJSON(b []byte) error {
 	type plain Message
-	if err := json.Unmarshal(b, (*plain)(m)); err != nil {
+	if err := unmarshal(b, (*plain)(m)); err != nil {
 		var h messageHeader
-		if err2 := json.Unmarshal(b, &h); err2 != nil {
+		if err2 := unmarshal(b, &h); err2 != nil {
 			return err
 		}
 		*m = Message{From: h.From, ID: h.ID, Timestamp: h.Timestamp, Type: h.Type}
@@ -322,9 +331,9 @@ type statusHeader struct {
 // status whose optional parts do not decode keeps its common fields.
 func (s *Status) UnmarshalJSON(b []byte) error {
 	type plain Status
-	if err := json.Unmarshal(b, (*plain)(s)); err != nil {
+	if err := unmarshal(b, (*plain)(s)); err != nil {
 		var h statusHeader
-		if err2 := json.Unmarshal(b, &h); err2 != nil {
+		if err2 := unmarshal(b, &h); err2 != nil {
 			return err
 		}
 		*s = Status{ID: h.ID, Status: h.Status, Timestamp: h.Timestamp, RecipientID: h.RecipientID}
@@ -359,7 +368,7 @@ type Pricing struct {
 // a business number to file it under. Messages of any type are kept.
 func Parse(body []byte) (*Notification, error) {
 	n := new(Notification)
-	if err := json.Unmarshal(body, n); err != nil {
+	if err := unmarshal(body, n); err != nil {
 		// One pass failed: maybe a change other than "messages" has a value
 		// whose shape collides with Value. Decode again, looking only at
 		// the values of "messages" changes.
@@ -402,7 +411,7 @@ func parseChangeByChange(body []byte) (*Notification, error) {
 			} `json:"changes"`
 		} `json:"entry"`
 	}
-	if err := json.Unmarshal(body, &raw); err != nil {
+	if err := unmarshal(body, &raw); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	n := &Notification{Object: raw.Object, Entries: make([]Entry, len(raw.Entries))}
@@ -416,7 +425,7 @@ func parseChangeByChange(body []byte) (*Notification, error) {
 				continue
 			}
 			v := new(Value)
-			if err := json.Unmarshal(rc.Value, v); err != nil {
+			if err := unmarshal(rc.Value, v); err != nil {
 				return nil, fmt.Errorf("%w: entry[%d].changes[%d].value: %v", ErrMalformed, i, j, err)
 			}
 			e.Changes[j].Value = v

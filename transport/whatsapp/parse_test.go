@@ -3,6 +3,7 @@ package whatsapp
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -498,6 +499,43 @@ func FuzzParse(f *testing.F) {
 			default:
 				t.Fatalf("inbound with neither or both: %+v", in)
 			}
+		}
+	})
+}
+
+// FuzzParseMatchesStdlib holds Parse, which decodes on the json/v2 engine,
+// to what it gives with encoding/json's own decoder: the same notification,
+// or an error from both.
+func FuzzParseMatchesStdlib(f *testing.F) {
+	for _, s := range seedBodies() {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{
+		// Names match case-insensitively in encoding/json; the last of
+		// duplicate names wins.
+		`{"OBJECT":"whatsapp_business_account","Entry":[{"changes":[{"field":"messages","value":{"messages":[{"from":"1","id":"w1","type":"text","text":{"body":"a"}}]}}]}]}`,
+		`{"object":"x","object":"whatsapp_business_account","entry":[]}`,
+		// Invalid UTF-8, escapes and lone surrogates in strings.
+		"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"changes\":[{\"field\":\"messages\",\"value\":{\"metadata\":{\"display_phone_number\":\"91\xff\"},\"messages\":[{\"from\":\"9\\u00e9\",\"id\":\"w\\ud800\",\"type\":\"text\",\"text\":{\"body\":\"\xc3\"}}]}}]}]}",
+		// Numbers where strings go, nulls, unknown fields, trailing data.
+		`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"w2","status":"read","timestamp":1767225600,"recipient_id":"9","errors":[{"code":131047,"title":null}]}],"extra":{"a":[1,2]}}}]}]}`,
+		`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"messages":[{"from":1,"id":"w3","type":"text"}]}}]}]}`,
+		`{"object":"whatsapp_business_account","entry":null} x`,
+		`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"messages":[{"from":"1","id":"w4","type":"image","image":"not an object"}]}}]}]}`,
+		` `, `null`, `[]`, `{"object":1e400}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, gotErr := Parse(body)
+		defer func(u func([]byte, any) error) { unmarshal = u }(unmarshal)
+		unmarshal = json.Unmarshal
+		want, wantErr := Parse(body)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("json/v2 engine: %v; encoding/json: %v", gotErr, wantErr)
+		}
+		if gotErr == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("json/v2 engine gave\n%+v\nencoding/json gave\n%+v", got, want)
 		}
 	})
 }
