@@ -6,7 +6,7 @@ import (
 )
 
 // frameWriter is a socket's only writer: frames are written in the order
-// they were queued, in batches, by a goroutine that exists only while there
+// they were queued, in batches, by a goroutine that runs only while there
 // is something to write (an idle socket holds no writer goroutine and no
 // queue). The queue is bounded: an owner whose client cannot keep up finds
 // it full and cuts the socket.
@@ -14,6 +14,9 @@ type frameWriter struct {
 	conn Conn
 	max  int
 	room chan struct{} // capacity 1: "the writer took frames"
+	// schedule starts the writer: on a worker of the actors' dispatcher
+	// (dispatch.go), whose stack has already grown for a socket write.
+	schedule func(func())
 
 	mu          sync.Mutex
 	queue       [][]byte
@@ -27,8 +30,13 @@ type frameWriter struct {
 // writeBatch caps the frames of one WriteFrames call.
 const writeBatch = 64
 
-func newFrameWriter(conn Conn, queue int) *frameWriter {
-	return &frameWriter{conn: conn, max: max(1, queue), room: make(chan struct{}, 1)}
+// newFrameWriter makes conn's writer; schedule starts its goroutine (nil:
+// a goroutine of its own).
+func newFrameWriter(conn Conn, queue int, schedule func(func())) *frameWriter {
+	if schedule == nil {
+		schedule = func(f func()) { go f() }
+	}
+	return &frameWriter{conn: conn, max: max(1, queue), room: make(chan struct{}, 1), schedule: schedule}
 }
 
 // enqueue queues a frame; false when the queue is full. After a failed
@@ -48,7 +56,7 @@ func (w *frameWriter) enqueue(frame []byte) bool {
 	w.running = true
 	w.mu.Unlock()
 	if start {
-		go w.run()
+		w.schedule(w.run)
 	}
 	return true
 }
@@ -94,7 +102,7 @@ func (w *frameWriter) stopAndClose(reason string) {
 	w.running = true
 	w.mu.Unlock()
 	if start {
-		go w.run() // nothing queued: it closes at once, off the owner's goroutine
+		w.schedule(w.run) // nothing queued: it closes at once, off the owner's goroutine
 	}
 }
 

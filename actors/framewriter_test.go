@@ -69,7 +69,7 @@ func idle(t *testing.T, w *frameWriter) {
 
 func TestFrameWriterOrderBoundAndIdle(t *testing.T) {
 	c := newGateConn()
-	w := newFrameWriter(c, 3)
+	w := newFrameWriter(c, 3, nil)
 	idle(t, w) // nothing runs before the first frame
 	if !w.enqueue([]byte("a")) {
 		t.Fatal("first frame refused")
@@ -100,7 +100,7 @@ func TestFrameWriterOrderBoundAndIdle(t *testing.T) {
 
 func TestFrameWriterWaitsForRoom(t *testing.T) {
 	c := newGateConn()
-	w := newFrameWriter(c, 1)
+	w := newFrameWriter(c, 1, nil)
 	w.enqueue([]byte("a"))
 	c.write(t)
 	w.enqueue([]byte("b")) // fills the queue while "a" is written
@@ -123,7 +123,7 @@ func TestFrameWriterWaitsForRoom(t *testing.T) {
 
 func TestFrameWriterCloseAfterLastFrame(t *testing.T) {
 	c := newGateConn()
-	w := newFrameWriter(c, 8)
+	w := newFrameWriter(c, 8, nil)
 	w.enqueue([]byte("a"))
 	c.write(t)
 	w.enqueue([]byte("b"))
@@ -145,7 +145,7 @@ func TestFrameWriterCloseAfterLastFrame(t *testing.T) {
 	}
 	// Nothing queued: stopAndClose closes at once.
 	c2 := newGateConn()
-	newFrameWriter(c2, 8).stopAndClose("now")
+	newFrameWriter(c2, 8, nil).stopAndClose("now")
 	if r := <-c2.closed; r != "now" {
 		t.Fatalf("closed with %q", r)
 	}
@@ -153,7 +153,7 @@ func TestFrameWriterCloseAfterLastFrame(t *testing.T) {
 
 func TestFrameWriterFailedWriteClosesAndDrops(t *testing.T) {
 	c := newGateConn()
-	w := newFrameWriter(c, 8)
+	w := newFrameWriter(c, 8, nil)
 	w.enqueue([]byte("a"))
 	c.write(t)
 	w.enqueue([]byte("b"))

@@ -50,7 +50,7 @@ type sendReply struct {
 func (s *sessionActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		s.out = newFrameWriter(s.conn, s.sys.opts.Tuning.SessionQueue)
+		s.out = newFrameWriter(s.conn, s.sys.opts.Tuning.SessionQueue, s.sys.dispatch.Schedule)
 		s.awaiting = true
 		self, root := ctx.Self(), s.sys.root
 		time.AfterFunc(resumeGrace, func() { root.Send(self, &graceOver{}) })

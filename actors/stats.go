@@ -360,7 +360,7 @@ var unboundedMailbox = actor.Unbounded()
 // captured for its depth.
 func (s *System) instrumentedProps(k kindIndex, rec *actorRec, produce func() actor.Actor, opts ...actor.PropsOption) *actor.Props {
 	rec.kind, rec.stats = k, &s.stats.kinds[k]
-	opts = append(opts, actor.WithMailbox(func() actor.Mailbox {
+	opts = append(opts, actor.WithDispatcher(s.dispatch), actor.WithMailbox(func() actor.Mailbox {
 		mb := unboundedMailbox()
 		rec.mailbox.Store(&mailboxRef{mb: mb})
 		return mb

@@ -60,7 +60,8 @@ type System struct {
 
 	convKeys sync.Map // conversation id -> persistence.ConversationKey (immutable)
 	stats    actorStats
-	load     rmLoad // open conversations per RM, for initial assignment
+	dispatch *workerDispatcher // runs every actor's mailbox (dispatch.go)
+	load     rmLoad            // open conversations per RM, for initial assignment
 
 	faultHook   func(persistence.ConversationKey) // tests: called before an inbound item is handled
 	passivated  func(persistence.ConversationKey) // tests: called when a conversation actor passivates
@@ -76,7 +77,7 @@ func Start(ctx context.Context, opts Options) (*System, error) {
 	if opts.Tuning == (Tuning{}) {
 		opts.Tuning = DefaultTuning()
 	}
-	s := &System{opts: opts}
+	s := &System{opts: opts, dispatch: newWorkerDispatcher(mailboxThroughput, maxParkedWorkers, workerIdleFor)}
 	s.stats.init()
 	s.load.counts, s.load.now = opts.Store.OpenConversationCounts, s.now
 	plog := opts.Log.With().Str("component", "protoactor").Logger()

@@ -355,7 +355,7 @@ func (a *videoActor) join(m *videoJoin) {
 	if old != nil {
 		old.close("the same participant joined again from another connection")
 	}
-	p := &videoPeer{id: m.peerID, rmID: m.rmID, connID: m.connID, w: newFrameWriter(m.conn, a.opts.PeerQueue)}
+	p := &videoPeer{id: m.peerID, rmID: m.rmID, connID: m.connID, w: newFrameWriter(m.conn, a.opts.PeerQueue, a.sys.dispatch.Schedule)}
 	a.peers[m.peerID] = p
 	now := a.sys.now()
 	rejoin := a.seen[m.peerID]
