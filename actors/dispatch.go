@@ -2,6 +2,7 @@ package actors
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,6 +39,9 @@ type workerDispatcher struct {
 	mu    sync.Mutex
 	idle  []*worker // oldest first
 	sweep *time.Timer
+	// started counts the workers started: it climbs with the load only
+	// while more mailboxes run at once than maxIdle workers can serve.
+	started atomic.Int64
 
 	// Tests: called after a worker parked, and as one exits.
 	onPark, onExit func()
@@ -67,6 +71,7 @@ func (d *workerDispatcher) Schedule(fn func()) {
 		return
 	}
 	d.mu.Unlock()
+	d.started.Add(1)
 	go d.work(&worker{run: make(chan func(), 1)}, fn)
 }
 
@@ -127,4 +132,18 @@ func (d *workerDispatcher) parkedWorkers() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.idle)
+}
+
+// WorkerStats describes the goroutines that run the actors' mailboxes and
+// the sockets' frame writers.
+type WorkerStats struct {
+	// Parked workers wait for the next mailbox to run.
+	Parked int64
+	// Started counts the workers started since the System started.
+	Started int64
+}
+
+// WorkerStats reads the dispatcher's figures.
+func (s *System) WorkerStats() WorkerStats {
+	return WorkerStats{Parked: int64(s.dispatch.parkedWorkers()), Started: s.dispatch.started.Load()}
 }

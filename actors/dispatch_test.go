@@ -66,6 +66,9 @@ func TestWorkerDispatcherReusesParkedWorker(t *testing.T) {
 	if n := d.parkedWorkers(); n != 1 {
 		t.Fatalf("%d parked workers after three runs one after another, want 1 (reused)", n)
 	}
+	if n := d.started.Load(); n != 1 {
+		t.Fatalf("%d workers started for three runs one after another, want 1", n)
+	}
 }
 
 // A scheduled function that blocks does not hold up the next one: each

@@ -453,6 +453,14 @@ func TestActorRuntimeMetrics(t *testing.T) {
 			if !strings.Contains(string(body), "urva_actors_spawned_total") {
 				t.Error("no urva_actors_* families")
 			}
+			// The session's mailbox ran on a worker of the actors' dispatcher.
+			started := regexp.MustCompile(`(?m)^urva_actor_workers_started_total ([0-9.e+]+)$`).FindSubmatch(body)
+			if started == nil || string(started[1]) == "0" {
+				t.Errorf("urva_actor_workers_started_total missing or 0: %q", started)
+			}
+			if !strings.Contains(string(body), "\nurva_actor_workers_parked ") {
+				t.Error("no urva_actor_workers_parked")
+			}
 			if got := strings.Contains(string(body), "protoactor_actor_spawn_count_total"); got != on {
 				t.Errorf("protoactor_* families present: %v, want %v", got, on)
 			}

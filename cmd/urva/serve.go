@@ -278,6 +278,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		return err
 	}
 	m.WatchActors(sys.ActorStats)
+	m.WatchWorkers(sys.WorkerStats)
 	running.Store(sys)
 	sys.WakeCRM() // events left by the previous run
 

@@ -18,10 +18,22 @@ func (m *Metrics) WatchActors(stats func() []actors.KindStats) {
 	m.actors.stats.Store(&stats)
 }
 
+// WatchWorkers sets how the figures of the goroutines that run the actors'
+// mailboxes are read at scrape time (actors.System.WorkerStats); nil
+// removes those families.
+func (m *Metrics) WatchWorkers(stats func() actors.WorkerStats) {
+	if stats == nil {
+		m.actors.workers.Store(nil)
+		return
+	}
+	m.actors.workers.Store(&stats)
+}
+
 // actorCollector turns the actor statistics, per kind of actor, into
-// series labelled kind.
+// series labelled kind, and the dispatcher's figures into two series.
 type actorCollector struct {
-	stats atomic.Pointer[func() []actors.KindStats]
+	stats   atomic.Pointer[func() []actors.KindStats]
+	workers atomic.Pointer[func() actors.WorkerStats]
 }
 
 var (
@@ -41,16 +53,25 @@ var (
 		"Messages waiting in the fullest mailbox of a running actor of a kind.", []string{"kind"}, nil)
 	actorReceiveDesc = prometheus.NewDesc("urva_actor_receive_seconds",
 		"Time actors of a kind spent handling one message.", []string{"kind"}, nil)
+	workersParkedDesc = prometheus.NewDesc("urva_actor_workers_parked",
+		"Goroutines parked to run the next actor mailbox or socket writer.", nil, nil)
+	workersStartedDesc = prometheus.NewDesc("urva_actor_workers_started_total",
+		"Goroutines started to run actor mailboxes and socket writers (rises under steady load only when more run at once than can park).", nil, nil)
 )
 
 func (c *actorCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{actorsLiveDesc, actorsSpawnedDesc, actorsStoppedDesc, actorsRestartedDesc,
-		actorMessagesDesc, actorMailboxSumDesc, actorMailboxMaxDesc, actorReceiveDesc} {
+		actorMessagesDesc, actorMailboxSumDesc, actorMailboxMaxDesc, actorReceiveDesc, workersParkedDesc, workersStartedDesc} {
 		ch <- d
 	}
 }
 
 func (c *actorCollector) Collect(ch chan<- prometheus.Metric) {
+	if w := c.workers.Load(); w != nil {
+		st := (*w)()
+		ch <- prometheus.MustNewConstMetric(workersParkedDesc, prometheus.GaugeValue, float64(st.Parked))
+		ch <- prometheus.MustNewConstMetric(workersStartedDesc, prometheus.CounterValue, float64(st.Started))
+	}
 	f := c.stats.Load()
 	if f == nil {
 		return

@@ -15,6 +15,7 @@
 //   - turn.Server.Stats                -> Metrics.WatchTURN (read at scrape time)
 //   - persistence.CommitStatsReader    -> Metrics.WatchCommits (read at scrape time)
 //   - actors.System.ActorStats         -> Metrics.WatchActors (read at scrape time)
+//   - actors.System.WorkerStats        -> Metrics.WatchWorkers (read at scrape time)
 //
 // So this package imports actors, persistence, transport/httpapi and
 // transport/turn, for their types and label values only, and none of them
@@ -23,7 +24,7 @@
 // pre-resolved series and do not allocate once a label pair has been seen.
 //
 // Sources read at scrape time (WatchOutbox, WatchTURN, WatchActors,
-// WatchCommits) can be
+// WatchWorkers, WatchCommits) can be
 // replaced at any time (a restart in tests); until one is set its families
 // are absent.
 package metrics

@@ -314,6 +314,25 @@ urva_db_cached_conversations 31
 	}
 }
 
+func TestWorkers(t *testing.T) {
+	m := newMetrics(t)
+	m.WatchWorkers(func() actors.WorkerStats { return actors.WorkerStats{Parked: 7, Started: 42} })
+	if err := compare(t, m, strings.TrimSpace(`
+# HELP urva_actor_workers_parked Goroutines parked to run the next actor mailbox or socket writer.
+# TYPE urva_actor_workers_parked gauge
+urva_actor_workers_parked 7
+# HELP urva_actor_workers_started_total Goroutines started to run actor mailboxes and socket writers (rises under steady load only when more run at once than can park).
+# TYPE urva_actor_workers_started_total counter
+urva_actor_workers_started_total 42
+`), "urva_actor_workers_parked", "urva_actor_workers_started_total"); err != nil {
+		t.Error(err)
+	}
+	m.WatchWorkers(nil)
+	if fams := gather(t, m); fams["urva_actor_workers_parked"] != nil {
+		t.Error("worker families present after WatchWorkers(nil)")
+	}
+}
+
 func TestActors(t *testing.T) {
 	m := newMetrics(t)
 	m.WatchActors(func() []actors.KindStats {
