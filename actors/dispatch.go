@@ -93,13 +93,12 @@ func (d *workerDispatcher) work(w *worker, fn func()) {
 
 // park adds w to the idle workers; false when there are maxIdle already.
 func (d *workerDispatcher) park(w *worker) bool {
-	now := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.idle) >= d.maxIdle {
 		return false
 	}
-	w.parked = now
+	w.parked = time.Now() // under the lock: idle stays in parking order
 	d.idle = append(d.idle, w)
 	if d.sweep == nil {
 		d.sweep = time.AfterFunc(d.idleFor, d.expire)
