@@ -38,6 +38,7 @@ type opts struct {
 	keep      bool
 	verbose   bool
 	profile   string // directory for the servers' CPU profiles
+	repeat    int    // rounds of the scenarios
 }
 
 func (o *opts) register(fs *flag.FlagSet) {
@@ -58,6 +59,7 @@ func (o *opts) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench databases and directories")
 	fs.BoolVar(&o.verbose, "v", false, "show the servers' logs")
 	fs.StringVar(&o.profile, "profile", "", "directory: write a CPU profile of each urva server over its measured window (<scenario>.pprof)")
+	fs.IntVar(&o.repeat, "repeat", 1, "rounds: every scenario runs once per round, in order; the targets report the median round (an odd number gives a true median)")
 }
 
 func envOr(k, def string) string {
@@ -136,19 +138,31 @@ func main() {
 	}
 	rep := newReport(&o)
 	failed := false
-	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "== %s\n", n)
-		rows, err := scenarios[n](&o)
-		for i := range rows {
-			rows[i].Scenario = n
-			fmt.Fprintln(os.Stderr, "   "+rows[i].line())
+	rounds := max(1, o.repeat)
+	for round := 1; round <= rounds; round++ {
+		for _, n := range names {
+			if rounds > 1 {
+				fmt.Fprintf(os.Stderr, "== %s (round %d of %d)\n", n, round, rounds)
+			} else {
+				fmt.Fprintf(os.Stderr, "== %s\n", n)
+			}
+			rows, err := scenarios[n](&o)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "   %s: %v\n", n, err)
+				rows = append(rows, Result{Variant: "error", Note: err.Error()})
+				failed = true
+			}
+			for i := range rows {
+				rows[i].Scenario = n
+				if rounds > 1 {
+					rows[i].Round = round
+				}
+				if rows[i].Variant != "error" {
+					fmt.Fprintln(os.Stderr, "   "+rows[i].line())
+				}
+			}
+			rep.Results = append(rep.Results, rows...)
 		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "   %s: %v\n", n, err)
-			rows = append(rows, Result{Scenario: n, Variant: "error", Note: err.Error()})
-			failed = true
-		}
-		rep.Results = append(rep.Results, rows...)
 	}
 	rep.evaluate()
 	rep.print(os.Stdout)
