@@ -22,6 +22,7 @@ import (
 // run). A worker whose mailbox ran parks, up to maxIdle of them, most
 // recently parked first (its stack is warm); workers parked for longer than
 // idleFor exit.
+
 // The System's dispatcher: Proto.Actor's default throughput; enough parked
 // workers for the mailboxes that run at once under load, whose stacks (tens
 // of KB each) are given back within seconds once the load is gone.
@@ -31,6 +32,8 @@ const (
 	workerIdleFor     = 2 * time.Second
 )
 
+// workerDispatcher is a Proto.Actor dispatcher (Schedule, Throughput) that
+// runs what it is given on parked workers (see above).
 type workerDispatcher struct {
 	throughput int
 	maxIdle    int
