@@ -75,6 +75,16 @@ type Conn interface {
 	Close(reason string)
 }
 
+// ImmediateConn is a Conn that can tell whether a frame of n bytes would
+// be written at once, without waiting for the client (nothing is waiting
+// in the socket's send queue). Its owner then writes a frame that arrives
+// with no writer running on its own goroutine instead of waking a writer
+// (framewriter.go): one goroutine hand-off less per frame.
+type ImmediateConn interface {
+	Conn
+	WritesAtOnce(n int) bool
+}
+
 // Timing and sizing knobs, with production defaults from DefaultTuning.
 type Tuning struct {
 	PassivateAfter   time.Duration // idle conversation actors stop after this

@@ -56,7 +56,14 @@ func (w *frameWriter) enqueue(frame []byte) bool {
 	w.running = true
 	w.mu.Unlock()
 	if start {
-		w.schedule(w.run)
+		if ic, ok := w.conn.(ImmediateConn); ok && ic.WritesAtOnce(len(frame)) {
+			// The socket takes it at once: write it here rather than
+			// wake a writer to do the same. The owner is the only one
+			// who queues, so the writer ends after this frame.
+			w.run()
+		} else {
+			w.schedule(w.run)
+		}
 	}
 	return true
 }

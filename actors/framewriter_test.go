@@ -171,3 +171,54 @@ func TestFrameWriterFailedWriteClosesAndDrops(t *testing.T) {
 	default:
 	}
 }
+
+// roomConn records writes at once and says whether the socket has room.
+type roomConn struct {
+	room   bool
+	writes [][]string
+}
+
+func (c *roomConn) WriteFrames(frames [][]byte) error {
+	var got []string
+	for _, f := range frames {
+		got = append(got, string(f))
+	}
+	c.writes = append(c.writes, got)
+	return nil
+}
+
+func (c *roomConn) Close(string)            {}
+func (c *roomConn) WritesAtOnce(n int) bool { return c.room }
+
+// A frame for a socket that takes it at once is written by the owner's
+// call itself; otherwise a writer is scheduled and the owner returns.
+func TestFrameWriterWritesAtOnceWhenTheSocketHasRoom(t *testing.T) {
+	var scheduled []func()
+	c := &roomConn{room: true}
+	w := newFrameWriter(c, 4, func(f func()) { scheduled = append(scheduled, f) })
+
+	w.enqueue([]byte("a"))
+	if fmt.Sprint(c.writes) != "[[a]]" || len(scheduled) != 0 {
+		t.Fatalf("with room: writes %v, %d writers scheduled; want [[a]] written by enqueue", c.writes, len(scheduled))
+	}
+	idle(t, w)
+
+	c.room = false
+	w.enqueue([]byte("b"))
+	w.enqueue([]byte("c"))
+	if fmt.Sprint(c.writes) != "[[a]]" || len(scheduled) != 1 {
+		t.Fatalf("without room: writes %v, %d writers scheduled; want one writer for [b c]", c.writes, len(scheduled))
+	}
+	// While that writer is on its way, a frame is queued behind it even
+	// if the socket has room: order holds.
+	c.room = true
+	w.enqueue([]byte("d"))
+	if len(c.writes) != 1 || len(scheduled) != 1 {
+		t.Fatalf("behind a scheduled writer: writes %v, %d writers", c.writes, len(scheduled))
+	}
+	scheduled[0]()
+	if fmt.Sprint(c.writes) != "[[a] [b c d]]" {
+		t.Fatalf("writes %v, want [[a] [b c d]]", c.writes)
+	}
+	idle(t, w)
+}

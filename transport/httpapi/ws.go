@@ -232,6 +232,25 @@ func (w *wsConn) writeFrames(frames [][]byte) error {
 	return nil
 }
 
+// immediateFrameMax bounds the frames WritesAtOnce lets through: an empty
+// send queue takes at least this much at once (Linux's smallest TCP send
+// buffer is 4 KiB).
+const immediateFrameMax = 2048
+
+var _ actors.ImmediateConn = (*wsConn)(nil)
+
+// WritesAtOnce reports whether a frame of n bytes would be written without
+// waiting for the client: small enough, and nothing waiting in the
+// socket's send queue.
+func (w *wsConn) WritesAtOnce(n int) bool {
+	if n > immediateFrameMax {
+		return false
+	}
+	ok := false
+	w.use(func() { ok = !w.isClosed() && sendQueueEmpty(w.ws.NetConn()) })
+	return ok
+}
+
 // Close sends a close frame with reason and ends the socket.
 func (w *wsConn) Close(reason string) {
 	w.use(func() { w.closeWith(closeSession, reason) })

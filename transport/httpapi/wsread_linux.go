@@ -3,6 +3,8 @@ package httpapi
 import (
 	"net"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // rawConnOf is c's raw connection when c is a bare TCP connection.
@@ -47,4 +49,18 @@ func socketReadable(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// sendQueueEmpty reports whether nothing waits in c's send queue
+// (SIOCOUTQ), c being a bare TCP connection.
+func sendQueueEmpty(c net.Conn) bool {
+	rc := rawConnOf(c)
+	if rc == nil {
+		return false
+	}
+	queued, qerr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) { queued, qerr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil || qerr != nil {
+		return false
+	}
+	return queued == 0
 }

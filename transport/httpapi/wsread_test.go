@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"urva/actors"
 )
 
 // clientFrame is one frame as a client sends it: masked, payload under 126 bytes.
@@ -385,4 +387,37 @@ func FuzzNextControlFrame(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A socket says it takes a frame at once while nothing waits in its send
+// queue, and not once its client stopped reading and frames pile up.
+func TestSocketWritesAtOnceOnlyWithRoom(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the send queue is looked at on Linux only")
+	}
+	e := newEnv(t, nil)
+	ws, _, err := e.dial(e.token(7, "rm"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() }) // the client never reads
+	ic, ok := e.accepted(t).conn.(actors.ImmediateConn)
+	if !ok {
+		t.Fatal("the socket's conn does not tell whether it has room")
+	}
+	if !ic.WritesAtOnce(100) {
+		t.Fatal("a new socket has no room for 100 bytes")
+	}
+	if ic.WritesAtOnce(immediateFrameMax + 1) {
+		t.Fatal("a frame over immediateFrameMax is let through")
+	}
+	frame := bytes.Repeat([]byte("x"), 8<<10)
+	for n := 0; ic.WritesAtOnce(100); n++ {
+		if n == 1<<14 { // 128 MiB
+			t.Fatal("the send queue never filled")
+		}
+		if err := ic.WriteFrames([][]byte{frame}); err != nil {
+			t.Fatalf("write %d: %v", n, err)
+		}
+	}
 }
