@@ -6,11 +6,12 @@ import (
 )
 
 // frameWriter is a socket's only writer: frames are written in the order
-// they were queued, in batches, by a goroutine that runs only while there
-// is something to write (an idle socket holds no writer goroutine and no
+// they were queued, in batches, by a goroutine that runs only while there is
+// something to write (an idle socket holds no writer goroutine and no
 // queue), or, for a frame that finds no writer running and a socket that
-// takes it at once (ImmediateConn), by the owner's enqueue itself. The queue is bounded: an owner whose client cannot keep up finds
-// it full and cuts the socket.
+// takes it at once (ImmediateConn), by the owner's enqueue itself. The queue
+// is bounded: an owner whose client cannot keep up finds it full and cuts
+// the socket.
 type frameWriter struct {
 	conn Conn
 	max  int

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"slices"
@@ -209,9 +210,10 @@ func (rep *Report) evaluate() {
 
 // targetSpecs are the targets.
 func (rep *Report) targetSpecs() []targetSpec {
+	// round2 keeps the digits the figure is printed with.
 	round2 := func(v float64, digits int) float64 {
-		v, _ = strconv.ParseFloat(strconv.FormatFloat(v, 'f', digits, 64), 64)
-		return v
+		p := math.Pow10(digits)
+		return math.Round(v*p) / p
 	}
 	// ingestOver is ingest on MariaDB as a multiple of base's rate.
 	ingestOver := func(base string, want float64, digits int) targetSpec {
