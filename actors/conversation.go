@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -72,6 +73,20 @@ type writeDone struct {
 	retry bool // this was already a retry after ErrSeqTaken
 }
 
+// How a write's completion reaches its conversation actor (writeState).
+// Most writes are inbound messages whose completion changes nothing but the
+// actor's copy of the conversation: the committer's completion goroutine
+// then leaves it for the actor to apply before its next message, instead
+// of waking the actor for it. The actor is woken when it has to act: items
+// wait for the next write, the write failed, or an item needs a reaction
+// (a send to the provider, a status to park, parked statuses to apply).
+const (
+	writeIdle     int32 = iota // no write in flight
+	writeInFlight              // in flight; its completion may land without waking the actor
+	writeWanted                // in flight; its completion is sent to the actor
+	writeLanded                // completed, in landed: the actor applies it before anything else
+)
+
 // conversationActor owns one conversation: it serialises everything that
 // happens to it, gives each visible change the next seq (inside the store's
 // transaction), deduplicates through the store's unique keys, and creates
@@ -93,11 +108,20 @@ type conversationActor struct {
 	inflight    bool
 	retryNext   bool
 
+	// writeState (writeIdle...) and landed are shared with the completion
+	// goroutine of the write in flight: landed is set before writeState
+	// becomes writeLanded, and read by the actor only after it sees that.
+	writeState atomic.Int32
+	landed     atomic.Pointer[writeDone]
+
 	awaitingProvider int                         // sends handed to the provider, no result yet
 	parked           []*persistence.StatusChange // statuses for ids the provider has not confirmed to us yet
 }
 
 func (a *conversationActor) Receive(ctx actor.Context) {
+	if a.writeState.Load() == writeLanded {
+		a.applyLanded(ctx)
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		ctx.SetReceiveTimeout(a.sys.opts.Tuning.PassivateAfter)
@@ -131,8 +155,29 @@ func (a *conversationActor) Receive(ctx actor.Context) {
 		a.lease.received.Add(1)
 		a.assignTo(ctx, m)
 	case *writeDone:
+		a.writeState.Store(writeIdle)
 		a.writeDone(ctx, m)
 	}
+}
+
+// applyLanded applies the completion the committer left in landed.
+func (a *conversationActor) applyLanded(ctx actor.Context) {
+	d := a.landed.Swap(nil)
+	a.writeState.Store(writeIdle)
+	a.writeDone(ctx, d)
+}
+
+// quietCompletion reports whether the completion of a write of batch can
+// wait for the actor's next message: only inbound messages, whose
+// completion sets the actor's copy of the conversation and nothing else
+// (writeDone).
+func quietCompletion(batch []pendingItem) bool {
+	for _, p := range batch {
+		if p.item.Kind != persistence.ItemInbound || p.outbound || p.accepted {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *conversationActor) load() bool {
@@ -349,9 +394,17 @@ func (a *conversationActor) enqueue(ctx actor.Context, p pendingItem, contactNam
 	a.flush(ctx)
 }
 
-// flush starts the next write when none is in flight.
+// flush starts the next write when none is in flight. With one in flight,
+// the pending items need its completion: the actor asks to be woken for
+// it, or applies it now when it has already landed.
 func (a *conversationActor) flush(ctx actor.Context) {
-	if a.inflight || len(a.pending) == 0 {
+	if len(a.pending) == 0 {
+		return
+	}
+	if a.inflight {
+		if !a.writeState.CompareAndSwap(writeInFlight, writeWanted) && a.writeState.Load() == writeLanded {
+			a.applyLanded(ctx) // flushes
+		}
 		return
 	}
 	n := min(len(a.pending), maxWriteItems)
@@ -380,14 +433,31 @@ func (a *conversationActor) flush(ctx actor.Context) {
 	a.inflight = true
 	retry := a.retryNext
 	a.retryNext = false
+	if quietCompletion(batch) {
+		a.writeState.Store(writeInFlight)
+	} else {
+		a.writeState.Store(writeWanted)
+	}
 	self, root, sys := ctx.Self(), a.sys.root, a.sys
 	sys.opts.Store.SubmitConversationWrite(w, func(res *persistence.WriteResult, err error) {
 		// Committer goroutine. The actor hears of the commit first, so that
 		// anything done in reaction to the events below (an RM replying to a
-		// message it just saw) reaches the actor after its state is current.
-		// Then publish in commit order and answer the waiters. Nothing here
-		// touches actor state; batch and res are read-only from now on.
-		root.Send(self, &writeDone{batch: batch, res: res, err: err, retry: retry})
+		// message it just saw) reaches the actor after its state is current:
+		// either the completion lands for the actor to apply before that
+		// next message, or it is sent ahead of it. Then publish in commit
+		// order and answer the waiters. Nothing here touches actor state
+		// but writeState and landed; batch and res are read-only from now on.
+		d := &writeDone{batch: batch, res: res, err: err, retry: retry}
+		landed := false
+		if err == nil {
+			a.landed.Store(d)
+			if landed = a.writeState.CompareAndSwap(writeInFlight, writeLanded); !landed {
+				a.landed.Store(nil)
+			}
+		}
+		if !landed {
+			root.Send(self, d)
+		}
 		if err == nil {
 			sys.publishWrite(a.key, batch, res)
 			for i := range batch {

@@ -471,10 +471,15 @@ func (w *instrumented) snapshot() any {
 }
 
 func (a *conversationActor) snapshot(c ActorCounters) any {
-	s := ConversationSnapshot{Key: a.key.String(), PendingItems: len(a.pending), WriteInFlight: a.inflight,
+	inflight, conv := a.inflight, a.conv
+	if a.writeState.Load() == writeLanded {
+		// Committed: the actor applies it before its next message.
+		inflight, conv = false, &a.landed.Load().res.Conversation
+	}
+	s := ConversationSnapshot{Key: a.key.String(), PendingItems: len(a.pending), WriteInFlight: inflight,
 		AwaitingProvider: a.awaitingProvider, ParkedStatuses: len(a.parked), ActorCounters: c}
-	if a.conv != nil {
-		s.ConversationID, s.AssignedRMID, s.LastSeq = a.conv.ID, a.conv.AssignedRMID, a.conv.LastSeq
+	if conv != nil {
+		s.ConversationID, s.AssignedRMID, s.LastSeq = conv.ID, conv.AssignedRMID, conv.LastSeq
 	}
 	return s
 }
