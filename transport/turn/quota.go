@@ -108,7 +108,7 @@ func (g *generator) AllocatePacketConn(network string, port int) (net.PacketConn
 	}
 	g.s.allocsTotal.Add(1)
 	g.s.allocsLive.Add(1)
-	return &relayConn{PacketConn: pc, s: g.s, user: user, counted: counted}, addr, nil
+	return &relayConn{PacketConn: newRawUDP(pc), s: g.s, user: user, counted: counted}, addr, nil
 }
 
 // relayConn counts relayed bytes and releases the allocation on Close.

@@ -153,7 +153,7 @@ func Start(o Options) (*Server, error) {
 				s.closeListeners()
 				return fmt.Errorf("turn: udp listen: %w", err)
 			}
-			u := &udpConn{PacketConn: pc, s: s}
+			u := &udpConn{PacketConn: newRawUDP(pc), s: s}
 			s.udp = append(s.udp, u)
 			cfg.PacketConnConfigs = append(cfg.PacketConnConfigs, pturn.PacketConnConfig{
 				PacketConn:            u,
