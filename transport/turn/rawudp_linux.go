@@ -14,7 +14,10 @@ import (
 // (syscall.Syscall), and each such call wakes the runtime's monitor thread
 // whenever the process was idle, which then polls every 20 µs for a
 // while. A relay at a few thousand packets a second is idle between
-// packets, so that cost came with nearly every packet.
+// packets, so that cost came with nearly every packet. These calls never
+// block, so the monitor has nothing of theirs to retake; the rest of the
+// process still makes the standard library's calls, which wake it for its
+// other duties.
 type rawUDP struct {
 	*net.UDPConn
 	rc syscall.RawConn
