@@ -69,7 +69,10 @@ func (u *rawUDP) ReadFrom(p []byte) (int, net.Addr, error) {
 	if err != nil {
 		return 0, nil, &net.OpError{Op: "read", Net: "udp", Source: u.LocalAddr(), Err: err}
 	}
-	return n, udpAddrOf(&from), nil
+	if a := udpAddrOf(&from); a != nil {
+		return n, a, nil
+	}
+	return n, nil, nil // not an IP source (cannot happen on a UDP socket)
 }
 
 func (u *rawUDP) WriteTo(p []byte, addr net.Addr) (int, error) {
@@ -141,7 +144,7 @@ func port(src *uint16) int {
 	return int(b[0])<<8 | int(b[1])
 }
 
-// udpAddrOf is the address recvfrom filled in.
+// udpAddrOf is the address recvfrom filled in, nil when it is not IPv4 or IPv6.
 func udpAddrOf(sa *syscall.RawSockaddrAny) *net.UDPAddr {
 	switch sa.Addr.Family {
 	case syscall.AF_INET:
