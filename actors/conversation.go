@@ -105,12 +105,13 @@ type conversationActor struct {
 	// starting it, or 0 for "pick the owner or the least-loaded online RM".
 	creatorRMID int64
 	pendingName string // contact name reported by the provider, for the next write
-	inflight    bool
 	retryNext   bool
 
 	// writeState (writeIdle...) and landed are shared with the completion
 	// goroutine of the write in flight: landed is set before writeState
 	// becomes writeLanded, and read by the actor only after it sees that.
+	// The actor's write is in flight (writing) until it applied the
+	// completion, landed or sent.
 	writeState atomic.Int32
 	landed     atomic.Pointer[writeDone]
 
@@ -159,6 +160,9 @@ func (a *conversationActor) Receive(ctx actor.Context) {
 		a.writeDone(ctx, m)
 	}
 }
+
+// writing reports a write whose completion the actor has not applied yet.
+func (a *conversationActor) writing() bool { return a.writeState.Load() != writeIdle }
 
 // applyLanded applies the completion the committer left in landed.
 func (a *conversationActor) applyLanded(ctx actor.Context) {
@@ -331,7 +335,7 @@ func (a *conversationActor) callCmd(ctx actor.Context, c *callCmd) {
 	case c.create && !c.p.Supervisor() && a.conv.AssignedRMID != c.p.RMID:
 		c.done(nil, ErrForbidden)
 		return
-	case !c.create && a.conv == nil && !a.inflight:
+	case !c.create && a.conv == nil && !a.writing():
 		c.done(nil, ErrNotFound)
 		return
 	}
@@ -401,7 +405,7 @@ func (a *conversationActor) flush(ctx actor.Context) {
 	if len(a.pending) == 0 {
 		return
 	}
-	if a.inflight {
+	if a.writing() {
 		if !a.writeState.CompareAndSwap(writeInFlight, writeWanted) && a.writeState.Load() == writeLanded {
 			a.applyLanded(ctx) // flushes
 		}
@@ -430,7 +434,6 @@ func (a *conversationActor) flush(ctx actor.Context) {
 	for i := range batch {
 		w.Items[i] = batch[i].item
 	}
-	a.inflight = true
 	retry := a.retryNext
 	a.retryNext = false
 	if quietCompletion(batch) {
@@ -495,8 +498,8 @@ func (a *conversationActor) initialAssignee() int64 {
 	return best
 }
 
+// writeDone applies a write's completion; writeState is writeIdle again.
 func (a *conversationActor) writeDone(ctx actor.Context, d *writeDone) {
-	a.inflight = false
 	if d.err != nil {
 		if errors.Is(d.err, persistence.ErrSeqTaken) && !d.retry {
 			// Another activation wrote to this conversation (possible in a
@@ -584,7 +587,7 @@ func (a *conversationActor) sendToProvider(m *persistence.Message) {
 }
 
 func (a *conversationActor) maybePassivate(ctx actor.Context) {
-	if !a.inflight && len(a.pending) == 0 && a.awaitingProvider == 0 && a.sys.router.release(a.key, a.lease) {
+	if !a.writing() && len(a.pending) == 0 && a.awaitingProvider == 0 && a.sys.router.release(a.key, a.lease) {
 		ctx.Stop(ctx.Self())
 		if a.sys.passivated != nil {
 			a.sys.passivated(a.key)

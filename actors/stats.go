@@ -471,7 +471,7 @@ func (w *instrumented) snapshot() any {
 }
 
 func (a *conversationActor) snapshot(c ActorCounters) any {
-	inflight, conv := a.inflight, a.conv
+	inflight, conv := a.writing(), a.conv
 	if a.writeState.Load() == writeLanded {
 		// Committed: the actor applies it before its next message.
 		inflight, conv = false, &a.landed.Load().res.Conversation
