@@ -485,8 +485,13 @@ func (s *store) flushScript(ctx context.Context, tx *batchTx, b *batchState, com
 		st()
 		return nil
 	}
-	// inScript maps a message inserted by the script to the SQL of its id.
-	inScript := map[*Message]string{}
+	// inScript maps a message inserted by the script to its INSERT and its
+	// row in it.
+	type scriptRow struct {
+		insert *scriptID
+		row    int
+	}
+	inScript := map[*Message]scriptRow{}
 	for len(b.messages) > 0 {
 		ms := b.messages
 		n, args, size := nextRows(ms, true, s.rowArgs)
@@ -502,7 +507,7 @@ func (s *store) flushScript(ctx context.Context, tx *batchTx, b *batchState, com
 				}
 			})
 			for i, m := range msgs {
-				inScript[m] = v + "+" + strconv.Itoa(i)
+				inScript[m] = scriptRow{v, i}
 			}
 		}); err != nil {
 			return err
@@ -513,7 +518,13 @@ func (s *store) flushScript(ctx context.Context, tx *batchTx, b *batchState, com
 	for len(b.events) > 0 {
 		n := min(len(b.events), flushChunk)
 		evs, msgs := b.events[:n], b.eventMsgs[:n]
-		query, args := s.eventsInsert(evs, msgs, inScript)
+		query, args := s.eventsInsert(evs, msgs, func(m *Message) (string, bool) {
+			r, ok := inScript[m]
+			if !ok {
+				return "", false
+			}
+			return r.insert.idExpr() + "+" + strconv.Itoa(r.row), true
+		})
 		if err := add(0, func() {
 			sc.insert(query, 0, args, func(first int64) {
 				for i, ev := range evs {
@@ -600,8 +611,8 @@ func (b *batchState) clean(n int) {
 
 // eventsInsert is the multi-row INSERT of evs. In a script, the message of
 // evs[i] (msgs[i]) may be one the script inserts: its id is then the SQL
-// inScript gives.
-func (s *store) eventsInsert(evs []*Event, msgs []*Message, inScript map[*Message]string) (string, []any) {
+// idSQL gives.
+func (s *store) eventsInsert(evs []*Event, msgs []*Message, idSQL func(*Message) (string, bool)) (string, []any) {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO events (conversation_id, seq, type, message_id, status, detail, created_at) VALUES `)
 	args := make([]any, 0, 7*len(evs))
@@ -612,7 +623,7 @@ func (s *store) eventsInsert(evs []*Event, msgs []*Message, inScript map[*Messag
 		msgID := nullID(ev.MessageID)
 		if msgs != nil && msgs[i] != nil {
 			msgID = nullID(msgs[i].ID)
-			if v, ok := inScript[msgs[i]]; ok {
+			if v, ok := idSQL(msgs[i]); ok {
 				q.WriteString("(?, ?, ?, " + v + ", ?, ?, ?)")
 				args = append(args, ev.ConversationID, ev.Seq, ev.Type, ev.Status, jsonArg(ev.Detail), s.tv(ev.CreatedAt))
 				continue

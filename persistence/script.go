@@ -5,11 +5,15 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Round trips of a batch (MySQL).
@@ -27,9 +31,15 @@ import (
 //     rows;
 //   - the pending rows of all tables, the conversations' new state, the
 //     webhook outcomes and COMMIT travel together, and the first id of each
-//     multi-row INSERT comes back from a SELECT of the user variables the
-//     script set: one round trip (two when outbox rows, whose data carries
-//     new message ids, are pending: the messages go first).
+//     multi-row INSERT comes back in that statement's OK packet: one round
+//     trip (two when outbox rows, whose data carries new message ids, are
+//     pending: the messages go first).
+//
+// Every statement of a request is parsed, run and answered (an OK packet,
+// sent at once) on its own, so the script keeps to the statements the rows
+// need: a statement that names the first id of the INSERT just before it
+// (the events of new messages) uses LAST_INSERT_ID(), and a user variable
+// is SET only for an id that a later statement names.
 //
 // SQLite (in process, no round trips) keeps a database/sql transaction, as
 // does a MySQL server whose multi-row INSERTs do not get consecutive ids.
@@ -167,30 +177,36 @@ func (t *batchTx) discard() {
 	_ = t.conn.Close()
 }
 
-// script is statements sent in one request. The first id of each INSERT
-// whose ids matter is kept in a user variable (@urva_idN), which later
-// statements of the script may use, and which the SELECT ending the script
-// returns. Values are written into the text by the script itself (literal.go),
-// so that a batch's thousands of values are not each converted by
-// database/sql and again by the driver. A script is reused batch after
-// batch (the committer's): its buffers keep their capacity.
+// script is statements sent in one request. Values are written into the
+// text by the script itself (literal.go), so that a batch's thousands of
+// values are not each converted by database/sql and again by the driver. A
+// script is reused batch after batch (the committer's): its buffers keep
+// their capacity.
 type script struct {
 	q    []byte
 	err  error // the first value that could not be written
 	size int   // bytes of the variable-length values
-	// ids are the variables to read back and what takes their values.
-	ids []scriptID
-	// vars numbers the variables: never reused within a flush, so that a
-	// statement may name a variable an earlier request of the same flush
+	// ends are where each statement of q ends.
+	ends []int
+	// ids are the INSERTs whose first ids are read back, in statement order.
+	ids []*scriptID
+	// vars numbers the user variables: never reused within a flush, so that
+	// a statement may name a variable an earlier request of the same flush
 	// set.
 	vars int
 	// text is the request being sent (reused).
 	text []byte
+	// firsts takes the ids read back (reused).
+	firsts []int64
 }
 
+// scriptID is a multi-row INSERT of a script whose first id is read back,
+// and which later statements may name (idExpr).
 type scriptID struct {
-	name string
-	got  func(first int64)
+	sc   *script
+	stmt int               // its statement in sc; -1 once sent
+	name string            // the user variable holding the id, once SET
+	got  func(first int64) // takes the id once the script succeeded
 }
 
 // add appends a statement with its values; size counts its
@@ -202,18 +218,61 @@ func (sc *script) add(query string, size int, args ...any) {
 		sc.err = err
 	}
 	sc.q = append(sc.q, ";\n"...)
+	sc.ends = append(sc.ends, len(sc.q))
 	sc.size += size
 }
 
 // insert appends a multi-row INSERT whose first id is passed to got once the
-// script ran, and returns the SQL expression of that id for later statements.
-func (sc *script) insert(query string, size int, args []any, got func(first int64)) string {
-	v := "@urva_id" + strconv.Itoa(sc.vars)
-	sc.vars++
+// script ran; idExpr gives later statements the SQL of that id.
+func (sc *script) insert(query string, size int, args []any, got func(first int64)) *scriptID {
 	sc.add(query, size, args...)
-	sc.add("SET "+v+" = LAST_INSERT_ID()", 0)
-	sc.ids = append(sc.ids, scriptID{v, got})
-	return v
+	id := &scriptID{sc: sc, stmt: len(sc.ends) - 1, got: got}
+	sc.ids = append(sc.ids, id)
+	return id
+}
+
+// idExpr is the SQL of id's first id in the statement added next:
+// LAST_INSERT_ID() while id's INSERT is the latest statement, else a user
+// variable, SET right after the INSERT the first time it is asked for.
+func (id *scriptID) idExpr() string {
+	sc := id.sc
+	if id.name == "" && id.stmt >= 0 && id.stmt == len(sc.ends)-1 {
+		return "LAST_INSERT_ID()"
+	}
+	id.set()
+	return id.name
+}
+
+// set puts SET <variable> = LAST_INSERT_ID() right after id's INSERT
+// (nothing when the variable is set already).
+func (id *scriptID) set() {
+	if id.name != "" {
+		return
+	}
+	sc := id.sc
+	if id.stmt < 0 {
+		// Sent without its variable: run sets every id of a request that
+		// a later one may name, so this is a mistake in the flush.
+		if sc.err == nil {
+			sc.err = errors.New("script: an id of an earlier request has no variable")
+		}
+		id.name = "NULL"
+		return
+	}
+	id.name = "@urva_id" + strconv.Itoa(sc.vars)
+	sc.vars++
+	at := sc.ends[id.stmt]
+	st := "SET " + id.name + " = LAST_INSERT_ID();\n"
+	sc.q = slices.Insert(sc.q, at, []byte(st)...)
+	sc.ends = slices.Insert(sc.ends, id.stmt+1, at+len(st))
+	for i := id.stmt + 2; i < len(sc.ends); i++ {
+		sc.ends[i] += len(st)
+	}
+	for _, o := range sc.ids {
+		if o.stmt > id.stmt {
+			o.stmt++
+		}
+	}
 }
 
 func (sc *script) empty() bool { return len(sc.q) == 0 }
@@ -230,18 +289,15 @@ func (sc *script) run(ctx context.Context, t *batchTx, commit bool) error {
 	if sc.empty() && !commit {
 		return nil
 	}
-	q := append(sc.text[:0], t.lead()...)
-	q = append(q, sc.q...)
-	if len(sc.ids) > 0 {
-		q = append(q, "SELECT "...)
-		for i, id := range sc.ids {
-			if i > 0 {
-				q = append(q, ", "...)
-			}
-			q = append(q, id.name...)
+	if !commit {
+		// Statements of a later request of this flush may name these ids.
+		for _, id := range sc.ids {
+			id.set()
 		}
-		q = append(q, ";\n"...)
 	}
+	lead := t.lead()
+	q := append(sc.text[:0], lead...)
+	q = append(q, sc.q...)
 	if commit {
 		q = append(q, "COMMIT"...)
 	}
@@ -257,12 +313,18 @@ func (sc *script) run(ctx context.Context, t *batchTx, commit bool) error {
 			return err
 		}
 	} else {
-		ids, err := sc.readIDs(ctx, t, query)
+		// The statement results in order: BEGIN's when it leads, then the
+		// script's.
+		skip := 0
+		if lead != "" {
+			skip = 1
+		}
+		firsts, err := sc.readIDs(ctx, t, query, skip)
 		if err != nil {
 			return err
 		}
-		for i, id := range ids {
-			sc.ids[i].got(id)
+		for i, id := range sc.ids {
+			id.got(firsts[i])
 		}
 	}
 	if commit {
@@ -272,52 +334,49 @@ func (sc *script) run(ctx context.Context, t *batchTx, commit bool) error {
 	return nil
 }
 
-// readIDs runs query, whose first result is the row of the script's ids,
-// and reads every later result (COMMIT's) to its end.
-func (sc *script) readIDs(ctx context.Context, t *batchTx, query string) ([]int64, error) {
-	rows, err := t.conn.QueryContext(ctx, query)
+// readIDs runs query and returns the first id of each of the script's
+// INSERTs read back, from the OK packets of their statements (skip is the
+// number of results before the script's first statement).
+func (sc *script) readIDs(ctx context.Context, t *batchTx, query string, skip int) ([]int64, error) {
+	var all []int64
+	err := t.conn.Raw(func(dc any) error {
+		ex, ok := dc.(driver.ExecerContext)
+		if !ok {
+			return fmt.Errorf("script: the driver's connection (%T) cannot run a script", dc)
+		}
+		res, err := ex.ExecContext(ctx, query, nil)
+		if err != nil {
+			return err
+		}
+		mres, ok := res.(mysql.Result)
+		if !ok {
+			return fmt.Errorf("script: the driver's result (%T) has no ids per statement", res)
+		}
+		all = mres.AllLastInsertIds()
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		return nil, fmt.Errorf("script: no ids returned")
-	}
-	vals := make([]sql.NullInt64, len(sc.ids))
-	dest := make([]any, len(vals))
-	for i := range vals {
-		dest[i] = &vals[i]
-	}
-	if err := rows.Scan(dest...); err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-	}
-	for rows.NextResultSet() {
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	ids := make([]int64, len(vals))
-	for i, v := range vals {
-		if !v.Valid || v.Int64 <= 0 {
+	sc.firsts = sc.firsts[:0]
+	for i, id := range sc.ids {
+		at := skip + id.stmt
+		if at >= len(all) || all[at] <= 0 {
 			return nil, fmt.Errorf("script: insert %d returned no id", i)
 		}
-		ids[i] = v.Int64
+		sc.firsts = append(sc.firsts, all[at])
 	}
-	return ids, nil
+	return sc.firsts, nil
 }
 
 func (sc *script) reset() {
 	sc.q = sc.q[:0]
 	sc.err = nil
 	sc.size = 0
+	sc.ends = sc.ends[:0]
+	for _, id := range sc.ids {
+		id.stmt = -1
+	}
 	clear(sc.ids)
 	sc.ids = sc.ids[:0]
 }

@@ -1010,3 +1010,83 @@ func TestMessageChangesInOneBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestScriptEventsNameTheirMessages: in one batch of more messages than one
+// INSERT takes (200) and more bytes than one request carries (1 MiB), every
+// message event names its own message in the database. On MySQL that
+// covers each way a script names a new message's id: LAST_INSERT_ID() in
+// the statement right after the INSERT, a user variable SET afterwards for
+// a later statement, and a variable SET in an earlier request of the same
+// batch.
+func TestScriptEventsNameTheirMessages(t *testing.T) {
+	const n = 450
+	text := strings.Repeat("t", 3000) // n of them: more than 1 MiB
+	var reports chan batchReport
+	forEachConfig(t, func(c *persistence.Config) {
+		c.BatchMaxRows = n
+		c.BatchMaxWait = time.Hour
+		c.BatchWaitFull = true
+		reports = make(chan batchReport, 2*n)
+		c.OnBatch = func(rows int, _ time.Duration, err error) { reports <- batchReport{rows, err} }
+	}, func(t *testing.T, s persistence.Store) {
+		ctx := context.Background()
+		check := func(round string, res []*persistence.WriteResult, errs []error, afterEvent int64) {
+			t.Helper()
+			// One batch, not a failed one whose writes were retried alone.
+			if r := <-reports; r.rows != n || r.err != nil {
+				t.Fatalf("%s: batch %+v, want %d writes committed together", round, r, n)
+			}
+			want := map[int64]string{} // conversation -> provider id of its message
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("%s: write %d: %v", round, i, err)
+				}
+				want[res[i].Conversation.ID] = fmt.Sprint("wamid.SC", round, ".", i)
+			}
+			evs, err := s.EventsAfter(ctx, 0, afterEvent, 2*n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := 0
+			for _, ev := range evs {
+				if ev.Type != persistence.EventMessage {
+					continue
+				}
+				seen++
+				if ev.Message == nil {
+					t.Fatalf("%s: event %d of conversation %d names no message", round, ev.ID, ev.ConversationID)
+				}
+				if m := ev.Message; m.ConversationID != ev.ConversationID || m.ProviderMessageID != want[ev.ConversationID] {
+					t.Fatalf("%s: event %d of conversation %d names message %d (%s of conversation %d), want %s",
+						round, ev.ID, ev.ConversationID, m.ID, m.ProviderMessageID, m.ConversationID, want[ev.ConversationID])
+				}
+			}
+			if seen != n {
+				t.Fatalf("%s: %d message events, want %d", round, seen, n)
+			}
+		}
+		// Round 1 opens n conversations, round 2 writes to them again.
+		ws := make([]*persistence.ConversationWrite, n)
+		for i := range ws {
+			ws[i] = &persistence.ConversationWrite{Key: key(7000 + i), Items: []persistence.WriteItem{{Kind: persistence.ItemInbound,
+				Message: &persistence.Message{ProviderMessageID: fmt.Sprint("wamid.SC1.", i), Text: text}}}}
+		}
+		res, errs := submit(s, ws)
+		check("1", res, errs, 0)
+		last := int64(0)
+		for _, r := range res {
+			last = max(last, r.Items[0].Event.ID)
+		}
+		before := stats(s).Requests
+		for i := range ws {
+			ws[i] = &persistence.ConversationWrite{ConversationID: res[i].Conversation.ID, LastSeq: res[i].Conversation.LastSeq,
+				Items: []persistence.WriteItem{{Kind: persistence.ItemInbound,
+					Message: &persistence.Message{ProviderMessageID: fmt.Sprint("wamid.SC2.", i), Text: text}}}}
+		}
+		res2, errs := submit(s, ws)
+		check("2", res2, errs, last)
+		if got := stats(s).Requests - before; got < 2 {
+			t.Fatalf("the batch took %d requests; the test needs it split", got)
+		}
+	})
+}
