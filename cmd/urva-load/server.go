@@ -387,12 +387,22 @@ func dbServerPID() int {
 	return 0
 }
 
-// batchStats is the group commit as the server's /metrics counts it.
-type batchStats struct{ batches, writes, seconds, requests, cached, misses float64 }
+// batchStats is the group commit as the server's /metrics counts it, and
+// the server's own time for WhatsApp webhooks.
+type batchStats struct {
+	batches, writes, seconds, requests, cached, misses float64
+	// commitsIn5ms and commitsIn10ms count the commits that took at most 5
+	// and 10 ms (urva_db_commit_seconds buckets).
+	commitsIn5ms, commitsIn10ms float64
+	// webhooks and webhooksIn10ms count the WhatsApp webhooks the server
+	// answered, and those it answered within 10 ms of receiving them.
+	webhooks, webhooksIn10ms float64
+}
 
 // batchStats reads the committer's histograms (urva_db_batch_rows,
-// urva_db_commit_seconds) and counters (urva_db_requests_total, the
-// committed-conversation cache's) from the server's /metrics.
+// urva_db_commit_seconds), its counters (urva_db_requests_total, the
+// committed-conversation cache's) and the WhatsApp webhooks' durations
+// (urva_webhook_duration_seconds) from the server's /metrics.
 func (c *child) batchStats() (batchStats, error) {
 	resp, err := http.Get(fmt.Sprintf("http://%s/metrics", c.addr))
 	if err != nil {
@@ -404,12 +414,16 @@ func (c *child) batchStats() (batchStats, error) {
 	}
 	var st batchStats
 	fields := map[string]*float64{
-		"urva_db_batch_rows_count":     &st.batches,
-		"urva_db_batch_rows_sum":       &st.writes,
-		"urva_db_commit_seconds_sum":   &st.seconds,
-		"urva_db_requests_total":       &st.requests,
-		"urva_db_cached_batches_total": &st.cached,
-		"urva_db_cache_misses_total":   &st.misses,
+		"urva_db_batch_rows_count":                                            &st.batches,
+		"urva_db_batch_rows_sum":                                              &st.writes,
+		"urva_db_commit_seconds_sum":                                          &st.seconds,
+		"urva_db_requests_total":                                              &st.requests,
+		"urva_db_cached_batches_total":                                        &st.cached,
+		"urva_db_cache_misses_total":                                          &st.misses,
+		`urva_db_commit_seconds_bucket{le="0.005"}`:                           &st.commitsIn5ms,
+		`urva_db_commit_seconds_bucket{le="0.01"}`:                            &st.commitsIn10ms,
+		`urva_webhook_duration_seconds_count{provider="whatsapp"}`:            &st.webhooks,
+		`urva_webhook_duration_seconds_bucket{provider="whatsapp",le="0.01"}`: &st.webhooksIn10ms,
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -440,6 +454,15 @@ func (s batchStats) note(s0 batchStats, d time.Duration) string {
 		(s.writes-s0.writes)/n, (s.seconds-s0.seconds)/n*1e3, busy*100, (s.requests-s0.requests)/n)
 	if c := s.cached - s0.cached; c > 0 {
 		note += fmt.Sprintf(", %.0f%% from the conversation cache (%.0f rerun)", c/n*100, s.misses-s0.misses)
+	}
+	// The slow commits, and what the server's own clock says of the
+	// webhooks' tail: a slow commit holds every write queued behind it.
+	over5 := n - (s.commitsIn5ms - s0.commitsIn5ms)
+	over10 := n - (s.commitsIn10ms - s0.commitsIn10ms)
+	note += fmt.Sprintf("; %.0f commits over 5 ms (%.0f over 10 ms)", over5, over10)
+	if w := s.webhooks - s0.webhooks; w > 0 {
+		slow := w - (s.webhooksIn10ms - s0.webhooksIn10ms)
+		note += fmt.Sprintf("; the server took over 10 ms for %.2f%% of the webhooks", slow/w*100)
 	}
 	return note
 }
