@@ -68,6 +68,9 @@ type load struct {
 	onOK func(seq int64)
 	// atMeasure is called when the measured window starts (after warm-up).
 	atMeasure func()
+	// window, when set, is told the measured window of intended send times
+	// before the first send.
+	window func(from, to time.Time)
 }
 
 // loadResult is what the generator saw in the measured window.
@@ -107,6 +110,9 @@ func (l *load) run(ctx context.Context) loadResult {
 	start := time.Now()
 	measureFrom := start.Add(l.warmup)
 	end := measureFrom.Add(l.duration)
+	if l.window != nil {
+		l.window(measureFrom, end)
+	}
 	var seq, dropped atomic.Int64
 	var tickets chan time.Time
 	if l.rate > 0 {

@@ -353,14 +353,19 @@ func runE2E(o *opts) ([]Result, error) {
 	opening := fmt.Sprintf("%d conversations opened first (%.0f/s, 16 senders)", contacts, float64(contacts)/time.Since(seedStart).Seconds())
 	var rows []Result
 	for _, rate := range rates {
+		from.Store(0) // no frame counts until the window is set
+		to.Store(0)
 		mu.Lock()
 		lat, fromSend = nil, nil
 		mu.Unlock()
 		received.Store(0)
-		start := time.Now()
-		from.Store(start.Add(o.warmup).UnixNano())
-		to.Store(start.Add(o.warmup + o.duration).UnixNano())
 		l := webhookLoad(o, c.addr)
+		// The frames counted are those of the sends the generator counts:
+		// its own window of intended send times.
+		l.window = func(f, t time.Time) {
+			from.Store(f.UnixNano())
+			to.Store(t.UnixNano())
+		}
 		l.rate, l.contacts = rate, contacts
 		l.text = func(seq int64, intended time.Time) string {
 			// Made just before the send: its second figure is when the
