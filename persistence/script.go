@@ -38,8 +38,9 @@ import (
 // Every statement of a request is parsed, run and answered (an OK packet,
 // sent at once) on its own, so the script keeps to the statements the rows
 // need: a statement that names the first id of the INSERT just before it
-// (the events of new messages) uses LAST_INSERT_ID(), and a user variable
-// is SET only for an id that a later statement names.
+// (the events of new messages) uses LAST_INSERT_ID(), a user variable is
+// SET only for an id that a later statement of the same request names, and
+// a later request names an id read back by an earlier one by its number.
 //
 // SQLite (in process, no round trips) keeps a database/sql transaction, as
 // does a MySQL server whose multi-row INSERTs do not get consecutive ids.
@@ -190,9 +191,8 @@ type script struct {
 	ends []int
 	// ids are the INSERTs whose first ids are read back, in statement order.
 	ids []*scriptID
-	// vars numbers the user variables: never reused within a flush, so that
-	// a statement may name a variable an earlier request of the same flush
-	// set.
+	// vars numbers the user variables: never reused within a flush, as a
+	// request may still name a variable an earlier request of the flush set.
 	vars int
 	// text is the request being sent (reused).
 	text []byte
@@ -203,10 +203,11 @@ type script struct {
 // scriptID is a multi-row INSERT of a script whose first id is read back,
 // and which later statements may name (idExpr).
 type scriptID struct {
-	sc   *script
-	stmt int               // its statement in sc; -1 once sent
-	name string            // the user variable holding the id, once SET
-	got  func(first int64) // takes the id once the script succeeded
+	sc    *script
+	stmt  int               // its statement in sc; -1 once sent
+	name  string            // the user variable holding the id, once SET
+	first int64             // the id, once its request succeeded
+	got   func(first int64) // takes the id once the script succeeded
 }
 
 // add appends a statement with its values; size counts its
@@ -231,33 +232,25 @@ func (sc *script) insert(query string, size int, args []any, got func(first int6
 	return id
 }
 
-// idExpr is the SQL of id's first id in the statement added next:
-// LAST_INSERT_ID() while id's INSERT is the latest statement, else a user
-// variable, SET right after the INSERT the first time it is asked for.
+// idExpr is the SQL of id's first id in the statement added next: the
+// number itself once an earlier request read it back; LAST_INSERT_ID()
+// while id's INSERT is the latest statement; else a user variable, SET
+// right after the INSERT the first time it is asked for.
 func (id *scriptID) idExpr() string {
 	sc := id.sc
-	if id.name == "" && id.stmt >= 0 && id.stmt == len(sc.ends)-1 {
-		return "LAST_INSERT_ID()"
-	}
-	id.set()
-	return id.name
-}
-
-// set puts SET <variable> = LAST_INSERT_ID() right after id's INSERT
-// (nothing when the variable is set already).
-func (id *scriptID) set() {
-	if id.name != "" {
-		return
-	}
-	sc := id.sc
-	if id.stmt < 0 {
-		// Sent without its variable: run sets every id of a request that
-		// a later one may name, so this is a mistake in the flush.
+	switch {
+	case id.first > 0:
+		return strconv.FormatInt(id.first, 10)
+	case id.name != "":
+		return id.name
+	case id.stmt < 0:
+		// Sent, and its request failed: the flush has failed too.
 		if sc.err == nil {
-			sc.err = errors.New("script: an id of an earlier request has no variable")
+			sc.err = errors.New("script: an id whose request failed")
 		}
-		id.name = "NULL"
-		return
+		return "NULL"
+	case id.stmt == len(sc.ends)-1:
+		return "LAST_INSERT_ID()"
 	}
 	id.name = "@urva_id" + strconv.Itoa(sc.vars)
 	sc.vars++
@@ -273,6 +266,7 @@ func (id *scriptID) set() {
 			o.stmt++
 		}
 	}
+	return id.name
 }
 
 func (sc *script) empty() bool { return len(sc.q) == 0 }
@@ -288,12 +282,6 @@ func (sc *script) run(ctx context.Context, t *batchTx, commit bool) error {
 	}
 	if sc.empty() && !commit {
 		return nil
-	}
-	if !commit {
-		// Statements of a later request of this flush may name these ids.
-		for _, id := range sc.ids {
-			id.set()
-		}
 	}
 	lead := t.lead()
 	q := append(sc.text[:0], lead...)
@@ -324,6 +312,7 @@ func (sc *script) run(ctx context.Context, t *batchTx, commit bool) error {
 			return err
 		}
 		for i, id := range sc.ids {
+			id.first = firsts[i]
 			id.got(firsts[i])
 		}
 	}

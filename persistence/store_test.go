@@ -1016,8 +1016,8 @@ func TestMessageChangesInOneBatch(t *testing.T) {
 // message event names its own message in the database. On MySQL that
 // covers each way a script names a new message's id: LAST_INSERT_ID() in
 // the statement right after the INSERT, a user variable SET afterwards for
-// a later statement, and a variable SET in an earlier request of the same
-// batch.
+// a later statement, and in a later request the id an earlier one read
+// back.
 func TestScriptEventsNameTheirMessages(t *testing.T) {
 	const n = 450
 	text := strings.Repeat("t", 3000) // n of them: more than 1 MiB
