@@ -236,6 +236,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 			Secrets:               cfg.TURN.Secrets(),
 			MaxAllocationsPerUser: cfg.TURN.MaxAllocationsPerUser,
 			UDPListeners:          cfg.TURN.UDPListenerCount(),
+			GoroutineRelay:        !cfg.TURN.RelayLoop,
 			RelayPorts:            turn.PortRange{Min: uint16(cfg.TURN.RelayPortMin), Max: uint16(cfg.TURN.RelayPortMax)},
 			Log:                   log.With().Str("component", "turn").Logger(),
 		})

@@ -179,6 +179,10 @@ type TURN struct {
 	// (SO_REUSEPORT), each with its own read loop; 0 means one per CPU
 	// (see UDPListenerCount).
 	UDPListeners int `koanf:"udp_listeners"`
+	// RelayLoop relays ChannelData on a thread per UDP socket that waits on
+	// it and its allocations' relay sockets with epoll (Linux); false leaves
+	// every packet to pion's goroutines.
+	RelayLoop bool `koanf:"relay_loop"`
 	// MaxAllocationsPerUser caps one user's live allocations; 0 = no cap.
 	MaxAllocationsPerUser int `koanf:"max_allocations_per_user"`
 	// RelayPortMin and RelayPortMax bound the UDP ports relay sockets are
@@ -325,6 +329,7 @@ func Default() *Config {
 			Realm:                 DefaultTURNRealm,
 			CredentialTTL:         DefaultCredentialTTL,
 			MaxAllocationsPerUser: DefaultMaxAllocationsPerUser,
+			RelayLoop:             true,
 		},
 		Video: Video{
 			LinkTTL:     DefaultVideoLinkTTL,

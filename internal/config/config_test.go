@@ -67,7 +67,7 @@ func TestLoad(t *testing.T) {
 				if c.Dialler.FirstLeg != "contact" || c.Dialler.ReconcileAfter != 10*time.Minute || c.Dialler.RecordingsDir != "" {
 					t.Errorf("dialler defaults changed: %+v", c.Dialler)
 				}
-				if c.TURN.UDPListeners != 0 || c.TURN.MaxAllocationsPerUser != 10 || c.TURN.ExternalURLs != nil ||
+				if c.TURN.UDPListeners != 0 || !c.TURN.RelayLoop || c.TURN.MaxAllocationsPerUser != 10 || c.TURN.ExternalURLs != nil ||
 					c.TURN.PreviousAuthSecret != "" || c.TURN.Enabled {
 					t.Errorf("turn defaults changed: %+v", c.TURN)
 				}
@@ -381,7 +381,7 @@ func TestKeysAndEnvNames(t *testing.T) {
 		"dialler.api_key", "dialler.api_token", "dialler.caller_id", "dialler.callback_token",
 		"dialler.first_leg", "dialler.reconcile_after", "dialler.recordings_dir",
 		"turn.enabled", "turn.listen", "turn.public_ip", "turn.realm", "turn.auth_secret",
-		"turn.previous_auth_secret", "turn.credential_ttl", "turn.udp_listeners", "turn.max_allocations_per_user",
+		"turn.previous_auth_secret", "turn.credential_ttl", "turn.udp_listeners", "turn.relay_loop", "turn.max_allocations_per_user",
 		"turn.relay_port_min", "turn.relay_port_max",
 		"turn.external_urls", "video.link_ttl", "video.max_duration", "video.rejoin_grace", "video.relay_only",
 		"crm.webhook_url", "crm.secret", "crm.max_age", "crm.timeout", "sandbox.enabled", "log.format", "log.level", "metrics.actor_runtime",

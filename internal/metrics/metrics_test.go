@@ -263,7 +263,7 @@ func TestOutbox(t *testing.T) {
 func TestTURN(t *testing.T) {
 	m := newMetrics(t)
 	m.WatchTURN(func() turn.Stats {
-		return turn.Stats{Allocations: 2, AllocationsTotal: 9, AllocationsRefused: 1, AuthFailures: 4, RelayedBytes: 12345}
+		return turn.Stats{Allocations: 2, AllocationsTotal: 9, AllocationsRefused: 1, AuthFailures: 4, RelayedBytes: 12345, LoopPackets: 77, Dropped: 3}
 	})
 	if err := compare(t, m, strings.TrimSpace(`
 # HELP urva_turn_allocations Live allocations on the built-in TURN server.
@@ -281,8 +281,15 @@ urva_turn_auth_failures_total 4
 # HELP urva_turn_relayed_bytes_total Bytes sent and received on TURN relay sockets.
 # TYPE urva_turn_relayed_bytes_total counter
 urva_turn_relayed_bytes_total 12345
+# HELP urva_turn_loop_packets_total ChannelData packets the TURN relay loop relayed itself (both ways); pion relays the rest.
+# TYPE urva_turn_loop_packets_total counter
+urva_turn_loop_packets_total 77
+# HELP urva_turn_dropped_packets_total Packets the TURN relay loop dropped: a full send buffer, or pion too far behind to take one.
+# TYPE urva_turn_dropped_packets_total counter
+urva_turn_dropped_packets_total 3
 `), "urva_turn_allocations", "urva_turn_allocations_total", "urva_turn_allocations_refused_total",
-		"urva_turn_auth_failures_total", "urva_turn_relayed_bytes_total"); err != nil {
+		"urva_turn_auth_failures_total", "urva_turn_relayed_bytes_total", "urva_turn_loop_packets_total",
+		"urva_turn_dropped_packets_total"); err != nil {
 		t.Error(err)
 	}
 }

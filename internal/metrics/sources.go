@@ -116,6 +116,10 @@ var (
 		"TURN requests with refused credentials (malformed, expired, wrong HMAC).", nil, nil)
 	turnBytesDesc = prometheus.NewDesc("urva_turn_relayed_bytes_total",
 		"Bytes sent and received on TURN relay sockets.", nil, nil)
+	turnLoopDesc = prometheus.NewDesc("urva_turn_loop_packets_total",
+		"ChannelData packets the TURN relay loop relayed itself (both ways); pion relays the rest.", nil, nil)
+	turnDroppedDesc = prometheus.NewDesc("urva_turn_dropped_packets_total",
+		"Packets the TURN relay loop dropped: a full send buffer, or pion too far behind to take one.", nil, nil)
 )
 
 func (c *turnCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -124,6 +128,8 @@ func (c *turnCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- turnRefusedDesc
 	ch <- turnAuthDesc
 	ch <- turnBytesDesc
+	ch <- turnLoopDesc
+	ch <- turnDroppedDesc
 }
 
 func (c *turnCollector) Collect(ch chan<- prometheus.Metric) {
@@ -137,6 +143,8 @@ func (c *turnCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(turnRefusedDesc, prometheus.CounterValue, float64(st.AllocationsRefused))
 	ch <- prometheus.MustNewConstMetric(turnAuthDesc, prometheus.CounterValue, float64(st.AuthFailures))
 	ch <- prometheus.MustNewConstMetric(turnBytesDesc, prometheus.CounterValue, float64(st.RelayedBytes))
+	ch <- prometheus.MustNewConstMetric(turnLoopDesc, prometheus.CounterValue, float64(st.LoopPackets))
+	ch <- prometheus.MustNewConstMetric(turnDroppedDesc, prometheus.CounterValue, float64(st.Dropped))
 }
 
 // WatchCommits sets how the committer's counters are read at scrape time

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/pion/stun"
 	pturn "github.com/pion/turn/v2"
@@ -65,9 +67,11 @@ const classMask = 0x0110
 // the last ReadFrom returned.
 type udpConn struct {
 	net.PacketConn
-	s   *Server
-	mu  sync.Mutex
-	cur string
+	s     *Server
+	loop  *loopSock // the socket, when the relay loop serves it
+	mu    sync.Mutex
+	cur   string
+	curAP netip.AddrPort
 }
 
 // ReadFrom reads the next packet. Only a STUN request is remembered (its
@@ -87,8 +91,12 @@ func (u *udpConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	n, addr, err := u.PacketConn.ReadFrom(p)
 	if err == nil && isRequest(p[:n]) {
 		src := addr.String()
+		var ap netip.AddrPort
+		if ua, ok := addr.(*net.UDPAddr); ok {
+			ap = ua.AddrPort()
+		}
 		u.mu.Lock()
-		u.cur = src
+		u.cur, u.curAP = src, ap
 		u.mu.Unlock()
 		u.s.recordMsg(src, p[:n])
 	}
@@ -99,6 +107,45 @@ func (u *udpConn) current() string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.cur
+}
+
+// currentAddr is the source of the request in flight.
+func (u *udpConn) currentAddr() netip.AddrPort {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.curAP
+}
+
+// WriteTo sends pion's packet. When the relay loop serves this socket, a
+// ChannelBind success response tells it the binding pion has just made: the
+// request in flight names the channel and the peer.
+func (u *udpConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if u.loop != nil && isChannelBindSuccess(p) {
+		u.noteChannelBind(p, addr)
+	}
+	return u.PacketConn.WriteTo(p, addr)
+}
+
+// noteChannelBind gives the allocation of addr the binding of the request
+// in flight from addr, when the response p answers it.
+func (u *udpConn) noteChannelBind(p []byte, addr net.Addr) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	u.s.mu.Lock()
+	raw := u.s.lastMsg[addr.String()]
+	u.s.mu.Unlock()
+	txid, cb, ok := parseChannelBind(raw)
+	if !ok || string(txid[:]) != string(p[8:stunHeaderSize]) {
+		return
+	}
+	ap := ua.AddrPort()
+	a := u.loop.allocFor(netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port()))
+	if a == nil {
+		return
+	}
+	a.binds.bind(cb, time.Now().Add(channelBindLifetime-bindMargin))
 }
 
 // tcpListener hands pion connections that return one TURN frame per Read,

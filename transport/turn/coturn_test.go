@@ -71,11 +71,27 @@ func startCoturnPeer(t *testing.T, path string) int {
 }
 
 type uclientRun struct {
-	name    string
-	tcp     bool
-	secret  string        // -W
-	secrets []string      // the server's secrets
-	skew    time.Duration // how far the server's clock is ahead
+	name       string
+	tcp        bool
+	flags      []string      // more of uclient's options
+	goroutines bool          // Options.GoroutineRelay
+	secret     string        // -W
+	secrets    []string      // the server's secrets
+	skew       time.Duration // how far the server's clock is ahead
+}
+
+// loopRelays reports whether the relay loop relays r's ChannelData: UDP
+// with channels, the loop on and supported.
+func (r uclientRun) loopRelays() bool {
+	if r.tcp || r.goroutines || !loopSupported {
+		return false
+	}
+	for _, f := range r.flags {
+		if f == "-s" { // Send and Data indications: pion's
+			return false
+		}
+	}
+	return true
 }
 
 type uclientResult struct {
@@ -104,6 +120,7 @@ func runUClients(t *testing.T, uclient string, peerPort int, runs []uclientRun) 
 			Secrets:               r.secrets,
 			MaxAllocationsPerUser: 10,
 			UDPListeners:          4,
+			GoroutineRelay:        r.goroutines,
 			Log:                   zerolog.Nop(),
 			Clock:                 func() time.Time { return time.Now().Add(r.skew) },
 		})
@@ -125,7 +142,7 @@ func runUClients(t *testing.T, uclient string, peerPort int, runs []uclientRun) 
 		if r.tcp {
 			args = append(args, "-t")
 		}
-		args = append(args, "127.0.0.1")
+		args = append(append(args, r.flags...), "127.0.0.1")
 		cmd := exec.CommandContext(ctx, uclient, args...)
 		results[i].args = strings.Join(args, " ")
 		go func() {
@@ -164,6 +181,13 @@ func TestCoturnUClient(t *testing.T) {
 		// The previous secret still works during a rotation, and so do
 		// credentials an hour before their expiry.
 		{name: "udp previous secret near expiry", secret: coturnPrevious, secrets: rotating, skew: uclientCredentialTTL - time.Hour},
+		// Send and Data indications instead of channels: pion relays them,
+		// past the relay loop, both ways.
+		{name: "udp send indications", flags: []string{"-s"}, secret: coturnSecret, secrets: current},
+		// ChannelData padded to four bytes by the client too.
+		{name: "udp padded channel data", flags: []string{"-D"}, secret: coturnSecret, secrets: current},
+		// pion's goroutines relay everything.
+		{name: "udp without the relay loop", goroutines: true, secret: coturnSecret, secrets: current},
 	}
 	refused := []uclientRun{
 		{name: "udp expired", secret: coturnSecret, secrets: current, skew: expired},
@@ -192,6 +216,14 @@ func TestCoturnUClient(t *testing.T) {
 				t.Errorf("sent %d, received %d, lost %d, send dropped %d: want every message back", sent, recv, lost, dropped)
 			}
 			st := res.stats
+			// Each message's ChannelData crosses the loop twice, to the
+			// peer and back, when it relays them; otherwise never.
+			if want := int64(0); r.loopRelays() && st.LoopPackets != int64(2*recv) || !r.loopRelays() && st.LoopPackets != want {
+				t.Errorf("the relay loop relayed %d packets of %d messages (it relays them: %v, so want %d)", st.LoopPackets, recv, r.loopRelays(), map[bool]int{true: 2 * recv}[r.loopRelays()])
+			}
+			if st.Dropped != 0 {
+				t.Errorf("the relay loop dropped %d packets", st.Dropped)
+			}
 			// Each message crosses a relay socket twice: to the peer and back.
 			if min := int64(sent * uclientLength * 2); st.RelayedBytes < min {
 				t.Errorf("relayed %d bytes, want at least %d", st.RelayedBytes, min)

@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"fmt"
 	"net"
 	"sync"
 
@@ -99,7 +100,7 @@ func (g *generator) AllocatePacketConn(network string, port int) (net.PacketConn
 			user, counted = u, true
 		}
 	}
-	pc, addr, err := g.static.AllocatePacketConn(network, port)
+	pc, addr, err := g.relaySocket(network, port)
 	if err != nil {
 		if counted {
 			g.s.release(user)
@@ -108,7 +109,28 @@ func (g *generator) AllocatePacketConn(network string, port int) (net.PacketConn
 	}
 	g.s.allocsTotal.Add(1)
 	g.s.allocsLive.Add(1)
-	return &relayConn{PacketConn: newRawUDP(pc), s: g.s, user: user, counted: counted}, addr, nil
+	return &relayConn{PacketConn: pc, s: g.s, user: user, counted: counted}, addr, nil
+}
+
+// relaySocket opens an allocation's relay socket: on the listener's relay
+// loop when it has one, else through pion's generator.
+func (g *generator) relaySocket(network string, port int) (net.PacketConn, net.Addr, error) {
+	if g.udp == nil || g.udp.loop == nil {
+		pc, addr, err := g.static.AllocatePacketConn(network, port)
+		if err != nil {
+			return nil, nil, err
+		}
+		return newRawUDP(pc), addr, nil
+	}
+	if network != "udp4" && network != "udp" {
+		return nil, nil, fmt.Errorf("turn: relay network %q", network)
+	}
+	sk, err := g.udp.loop.loop.openRelay(g.udp.loop, g.udp.currentAddr(), g.s.host, port, g.s.opts.RelayPorts)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Announced on the public address, as pion's generators do.
+	return sk, &net.UDPAddr{IP: g.s.relay, Port: sk.LocalAddr().(*net.UDPAddr).Port}, nil
 }
 
 // relayConn counts relayed bytes and releases the allocation on Close.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +37,10 @@ type Options struct {
 	// opened in (a firewall then opens just that range); default any port
 	// the kernel gives.
 	RelayPorts PortRange
+	// GoroutineRelay relays through pion's own read loops, a goroutine per
+	// socket, instead of the relay loop (relayloop_linux.go); the loop runs
+	// on Linux only, so elsewhere this is always the case.
+	GoroutineRelay bool
 	// Log receives the server's log lines.
 	Log zerolog.Logger
 	// Clock returns the current time; default time.Now.
@@ -57,6 +62,12 @@ type Stats struct {
 	AuthFailures int64
 	// RelayedBytes is the number of bytes sent and received on relay sockets.
 	RelayedBytes int64
+	// Dropped counts packets the relay loop dropped: a send buffer full, or
+	// pion too far behind to take a packet left to it.
+	Dropped int64
+	// LoopPackets counts the ChannelData packets the relay loop relayed
+	// itself, both ways; pion relayed the rest.
+	LoopPackets int64
 }
 
 // Server is a running TURN server.
@@ -64,6 +75,7 @@ type Server struct {
 	opts   Options
 	srv    *pturn.Server
 	udp    []*udpConn
+	loops  []*relayLoop // with the relay loop: the UDP sockets take turns on them
 	tcp    *tcpListener
 	relay  net.IP
 	host   string
@@ -80,6 +92,8 @@ type Server struct {
 	refused      atomic.Int64
 	authFailures atomic.Int64
 	relayedBytes atomic.Int64
+	dropped      atomic.Int64
+	loopPackets  atomic.Int64
 }
 
 var errQuota = errors.New("turn: allocation quota exceeded")
@@ -126,9 +140,10 @@ func Start(o Options) (*Server, error) {
 	lc := net.ListenConfig{Control: reusePort}
 	ctx := context.Background()
 	cfg := pturn.ServerConfig{
-		Realm:         o.Realm,
-		AuthHandler:   s.auth,
-		LoggerFactory: loggerFactory{o.Log},
+		Realm:              o.Realm,
+		ChannelBindTimeout: channelBindLifetime, // the relay loop's bindings follow it
+		AuthHandler:        s.auth,
+		LoggerFactory:      loggerFactory{o.Log},
 	}
 	// bind opens the TCP listener and the UDP sockets on one port. The TCP
 	// listener comes first and does not share its port (SO_REUSEPORT is for
@@ -145,15 +160,15 @@ func Start(o Options) (*Server, error) {
 		if ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(host, port)); err != nil {
 			return fmt.Errorf("turn: tcp listen: %w", err)
 		}
-		port = fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+		tcpPort := ln.Addr().(*net.TCPAddr).Port
+		port = fmt.Sprint(tcpPort)
 		for i := 0; i < o.UDPListeners; i++ {
-			pc, err := lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, port))
+			u, err := s.listenUDP(ctx, lc, host, tcpPort)
 			if err != nil {
 				_ = ln.Close()
 				s.closeListeners()
 				return fmt.Errorf("turn: udp listen: %w", err)
 			}
-			u := &udpConn{PacketConn: newRawUDP(pc), s: s}
 			s.udp = append(s.udp, u)
 			cfg.PacketConnConfigs = append(cfg.PacketConnConfigs, pturn.PacketConnConfig{
 				PacketConn:            u,
@@ -185,6 +200,39 @@ func Start(o Options) (*Server, error) {
 	return s, nil
 }
 
+// listenUDP opens one UDP listening socket on host:port, served by a relay
+// loop unless Options.GoroutineRelay (or the system) says not.
+//
+// There are at most GOMAXPROCS-1 loops, and sockets beyond take turns on
+// them: a loop waits in epoll_wait as a system call that holds its P, and
+// with every P in such a call the runtime takes them back every 20 µs,
+// so that each packet would then wait for a P and wake a thread to get it.
+// With a P left idle the runtime leaves a waiting loop its P for 10 ms.
+func (s *Server) listenUDP(ctx context.Context, lc net.ListenConfig, host string, port int) (*udpConn, error) {
+	if loopSupported && !s.opts.GoroutineRelay {
+		var l *relayLoop
+		if max := max(1, runtime.GOMAXPROCS(0)-1); len(s.loops) < max {
+			var err error
+			if l, err = newRelayLoop(s); err != nil {
+				return nil, err
+			}
+			s.loops = append(s.loops, l)
+		} else {
+			l = s.loops[len(s.udp)%len(s.loops)]
+		}
+		sk, err := l.openListener(host, port)
+		if err != nil {
+			return nil, err
+		}
+		return &udpConn{PacketConn: sk, s: s, loop: sk}, nil
+	}
+	pc, err := lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, fmt.Sprint(port)))
+	if err != nil {
+		return nil, err
+	}
+	return &udpConn{PacketConn: newRawUDP(pc), s: s}, nil
+}
+
 func reusePort(_, _ string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
@@ -213,6 +261,8 @@ func (s *Server) Stats() Stats {
 		AllocationsRefused: s.refused.Load(),
 		AuthFailures:       s.authFailures.Load(),
 		RelayedBytes:       s.relayedBytes.Load(),
+		Dropped:            s.dropped.Load(),
+		LoopPackets:        s.loopPackets.Load(),
 	}
 }
 
@@ -222,6 +272,7 @@ func (s *Server) Close() error {
 	s.closed.Do(func() {
 		err = s.srv.Close()
 		s.tcp.closeConns()
+		s.stopLoops()
 	})
 	return err
 }
@@ -233,6 +284,15 @@ func (s *Server) closeListeners() {
 	if s.tcp != nil {
 		_ = s.tcp.Close()
 	}
+	s.stopLoops()
+}
+
+// stopLoops ends the relay loops once pion has closed their sockets.
+func (s *Server) stopLoops() {
+	for _, l := range s.loops {
+		l.stop()
+	}
+	s.loops = nil
 }
 
 // auth checks TURN REST credentials: the expiry before the first ':' must be

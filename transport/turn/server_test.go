@@ -89,34 +89,47 @@ func echoPeer(t *testing.T) net.PacketConn {
 	return peer
 }
 
-func TestRelayEcho(t *testing.T) {
-	s := start(t, Options{Secrets: []string{"cur"}, UDPListeners: 3})
+// allocate allocates a UDP relay for rm-1 on s, whose secret is "cur".
+func allocate(t *testing.T, s *Server) (*pturn.Client, net.PacketConn) {
+	t.Helper()
 	u, p, _ := Credentials("cur", "rm-1", time.Hour, time.Now())
 	c := client(t, s, u, p)
 	relay, err := c.Allocate()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, relay
+}
+
+func TestRelayEcho(t *testing.T) {
+	s := start(t, Options{Secrets: []string{"cur"}, UDPListeners: 3})
+	_, relay := allocate(t, s)
 	defer relay.Close()
 	peer := echoPeer(t)
-	buf := make([]byte, 1500)
 	for i := 0; i < 20; i++ {
-		msg := []byte{byte(i), 'p', 'i', 'n', 'g'}
-		if _, err := relay.WriteTo(msg, peer.LocalAddr()); err != nil {
-			t.Fatal(err)
-		}
-		_ = relay.SetReadDeadline(time.Now().Add(2 * time.Second))
-		n, _, err := relay.ReadFrom(buf)
-		if err != nil {
-			t.Fatalf("packet %d: %v", i, err)
-		}
-		if !bytes.Equal(buf[:n], msg) {
-			t.Fatalf("packet %d: got %q", i, buf[:n])
-		}
+		echo(t, relay, peer.LocalAddr(), byte(i))
 	}
 	st := s.Stats()
 	if st.Allocations != 1 || st.AllocationsTotal != 1 || st.RelayedBytes < 100 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// echo sends one packet to peer through relay and reads it back.
+func echo(t *testing.T, relay net.PacketConn, peer net.Addr, i byte) {
+	t.Helper()
+	msg := []byte{i, 'p', 'i', 'n', 'g'}
+	if _, err := relay.WriteTo(msg, peer); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	_ = relay.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := relay.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("packet %d: %v", i, err)
+	}
+	if !bytes.Equal(buf[:n], msg) {
+		t.Fatalf("packet %d: got %q", i, buf[:n])
 	}
 }
 
@@ -233,20 +246,8 @@ func TestRelayEchoOverTCP(t *testing.T) {
 	}
 	defer relay.Close()
 	peer := echoPeer(t)
-	buf := make([]byte, 1500)
 	for i := 0; i < 10; i++ {
-		msg := []byte{byte(i), 't', 'c', 'p', '-', 'd', 'a', 't', 'a'}
-		if _, err := relay.WriteTo(msg, peer.LocalAddr()); err != nil {
-			t.Fatal(err)
-		}
-		_ = relay.SetReadDeadline(time.Now().Add(2 * time.Second))
-		n, _, err := relay.ReadFrom(buf)
-		if err != nil {
-			t.Fatalf("packet %d: %v", i, err)
-		}
-		if !bytes.Equal(buf[:n], msg) {
-			t.Fatalf("packet %d: got %q", i, buf[:n])
-		}
+		echo(t, relay, peer.LocalAddr(), byte(i))
 	}
 }
 
