@@ -3,7 +3,9 @@
 // It runs a pion/turn/v2 server on UDP (optionally several sockets bound to
 // one port with SO_REUSEPORT) and TCP, authenticates clients with TURN REST
 // credentials compatible with coturn's use-auth-secret scheme, enforces a
-// per-user allocation quota and counts allocations and relayed bytes.
+// per-user allocation quota and counts allocations and relayed bytes. On
+// Linux a relay loop (relayloop_linux.go) relays the UDP allocations'
+// ChannelData itself, on the bindings pion has made; pion handles the rest.
 package turn
 
 import (
