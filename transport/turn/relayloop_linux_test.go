@@ -2,10 +2,13 @@ package turn
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // echoUntilLoop sends through relay to the echo peer until the relay loop
@@ -172,5 +175,111 @@ func TestLoopSockErrors(t *testing.T) {
 	}
 	if err := sk.Close(); err != nil {
 		t.Errorf("second close: %v", err)
+	}
+}
+
+// TestRelayLoopConcurrentAllocations: clients allocating, relaying and
+// closing at once, on several listening sockets sharing a loop, each get
+// their own packets back, and the loop ends with no allocation and only the
+// listening sockets (run with -race: the loop reads what pion's goroutines
+// write).
+func TestRelayLoopConcurrentAllocations(t *testing.T) {
+	s := start(t, Options{Secrets: []string{"cur"}, UDPListeners: 4})
+	peer := echoPeer(t)
+	const clients, rounds, packets = 8, 3, 30
+	errs := make(chan error, clients)
+	for c := 0; c < clients; c++ {
+		go func() { errs <- relayRounds(s, peer.LocalAddr(), c, rounds, packets) }()
+	}
+	for c := 0; c < clients; c++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.Stats()
+	if st.LoopPackets == 0 || st.Dropped != 0 || st.AllocationsTotal != clients*rounds || st.Allocations != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if n := len(loopAllocs(s)); n != 0 {
+		t.Fatalf("%d allocations left in the loop", n)
+	}
+}
+
+// relayRounds allocates, relays packets to peer and back and deletes the
+// allocation, rounds times, as client c.
+func relayRounds(s *Server, peer net.Addr, c, rounds, packets int) error {
+	u, p, _ := Credentials("cur", fmt.Sprintf("rm-%d", c), time.Hour, time.Now())
+	for r := 0; r < rounds; r++ {
+		cl, conn, err := dial(s, u, p)
+		if err != nil {
+			return err
+		}
+		relay, err := cl.Allocate()
+		if err == nil {
+			for i := 0; i < packets && err == nil; i++ {
+				if err = echoBytes(relay, peer, []byte{byte(c), byte(r), byte(i)}); err != nil {
+					err = fmt.Errorf("client %d round %d packet %d: %w", c, r, i, err)
+				}
+			}
+			_ = relay.Close()
+			if err == nil {
+				_, err = cl.SendBindingRequest() // the Refresh before it is handled
+			}
+		}
+		cl.Close()
+		_ = conn.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BenchmarkRelayRoundTrip: one packet to an echo peer and back through a
+// UDP allocation, one at a time, with the relay loop and with pion's
+// goroutines relaying. The client, the peer and the server share the
+// process; the load suite's TURN scenario measures the server's CPU apart.
+func BenchmarkRelayRoundTrip(b *testing.B) {
+	for _, v := range []struct {
+		name       string
+		goroutines bool
+	}{{"loop", false}, {"goroutines", true}} {
+		b.Run(v.name, func(b *testing.B) {
+			s, err := Start(Options{Listen: "127.0.0.1:0", Realm: realm, Secrets: []string{"cur"},
+				GoroutineRelay: v.goroutines, Log: zerolog.Nop()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			u, p, _ := Credentials("cur", "rm-bench", time.Hour, time.Now())
+			c, conn, err := dial(s, u, p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			defer c.Close()
+			relay, err := c.Allocate()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer relay.Close()
+			peer := echoPeer(b)
+			msg := make([]byte, 120)
+			// Until the channel is bound, pion's client sends Send indications.
+			for i := 0; i < 50; i++ {
+				if err := echoBytes(relay, peer.LocalAddr(), msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			before := s.Stats().LoopPackets
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := echoBytes(relay, peer.LocalAddr(), msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(s.Stats().LoopPackets-before)/float64(b.N), "loop-packets/op")
+		})
 	}
 }

@@ -46,9 +46,19 @@ func start(t *testing.T, o Options) *Server {
 
 func client(t *testing.T, s *Server, user, pass string) *pturn.Client {
 	t.Helper()
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	c, conn, err := dial(s, user, pass)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); _ = conn.Close() })
+	return c
+}
+
+// dial returns a listening TURN client of s over a UDP socket of its own.
+func dial(s *Server, user, pass string) (*pturn.Client, net.PacketConn, error) {
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
 	}
 	c, err := pturn.NewClient(&pturn.ClientConfig{
 		STUNServerAddr: s.Addr().String(),
@@ -59,17 +69,19 @@ func client(t *testing.T, s *Server, user, pass string) *pturn.Client {
 		Realm:          realm,
 		RTO:            100 * time.Millisecond,
 	})
+	if err == nil {
+		if err = c.Listen(); err != nil {
+			c.Close()
+		}
+	}
 	if err != nil {
-		t.Fatal(err)
+		_ = conn.Close()
+		return nil, nil, err
 	}
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); _ = conn.Close() })
-	return c
+	return c, conn, nil
 }
 
-func echoPeer(t *testing.T) net.PacketConn {
+func echoPeer(t testing.TB) net.PacketConn {
 	t.Helper()
 	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -118,19 +130,26 @@ func TestRelayEcho(t *testing.T) {
 // echo sends one packet to peer through relay and reads it back.
 func echo(t *testing.T, relay net.PacketConn, peer net.Addr, i byte) {
 	t.Helper()
-	msg := []byte{i, 'p', 'i', 'n', 'g'}
+	if err := echoBytes(relay, peer, []byte{i, 'p', 'i', 'n', 'g'}); err != nil {
+		t.Fatalf("packet %d: %v", i, err)
+	}
+}
+
+// echoBytes sends msg to peer through relay and reads it back.
+func echoBytes(relay net.PacketConn, peer net.Addr, msg []byte) error {
 	if _, err := relay.WriteTo(msg, peer); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	buf := make([]byte, 1500)
 	_ = relay.SetReadDeadline(time.Now().Add(5 * time.Second))
 	n, _, err := relay.ReadFrom(buf)
 	if err != nil {
-		t.Fatalf("packet %d: %v", i, err)
+		return err
 	}
 	if !bytes.Equal(buf[:n], msg) {
-		t.Fatalf("packet %d: got %q", i, buf[:n])
+		return fmt.Errorf("got %q, want %q", buf[:n], msg)
 	}
+	return nil
 }
 
 func TestRefused(t *testing.T) {
