@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"math"
 	"net"
+	"runtime/debug"
 	"sync"
 	"testing"
 	"time"
@@ -61,5 +63,32 @@ func TestLoadWindowIsTheCountedSends(t *testing.T) {
 		if in != counted[seq] {
 			t.Fatalf("send %d intended at %v: in the window told [%v, %v) %v, counted %v", seq, at, from, to, in, counted[seq])
 		}
+	}
+}
+
+func TestQuietCollector(t *testing.T) {
+	restore := func() {
+		debug.SetGCPercent(100)
+		debug.SetMemoryLimit(math.MaxInt64)
+	}
+	defer restore()
+
+	quietCollector(1 << 30)
+	if prev := debug.SetGCPercent(100); prev != -1 {
+		t.Errorf("GOGC %d after quietCollector, want off", prev)
+	}
+	if lim := debug.SetMemoryLimit(-1); lim != 1<<30 {
+		t.Errorf("memory limit %d, want %d", lim, 1<<30)
+	}
+	restore()
+
+	quietCollector(0) // Go's default asked for
+	if prev := debug.SetGCPercent(100); prev != 100 {
+		t.Errorf("GOGC %d with -gen-memory 0, want 100", prev)
+	}
+	t.Setenv("GOGC", "200") // the environment's own setting wins
+	quietCollector(1 << 30)
+	if prev := debug.SetGCPercent(100); prev != 100 {
+		t.Errorf("GOGC %d with GOGC in the environment, want it left alone", prev)
 	}
 }
