@@ -854,6 +854,46 @@ func rowsOf(cols, n int) string {
 // autoincConsecutive reports whether a multi-row INSERT gets consecutive ids
 // (InnoDB's "traditional" or "consecutive" lock mode; SQLite always, with its
 // single writer).
+// MinRedoLog is the InnoDB redo log below which Open warns: about 2 KB of
+// redo a message (with its event and raw log row), so a smaller log fills
+// in under a minute at a few thousand messages a second, and near full
+// InnoDB flushes pages in haste while commits wait.
+const MinRedoLog = 512 << 20
+
+// redoLog returns the InnoDB redo log's capacity in bytes: MySQL 8.0.30's
+// innodb_redo_log_capacity, else innodb_log_file_size times the number of
+// files (one on MariaDB 10.5 and later, which has no such variable).
+func (s *store) redoLog(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.wdb.QueryRowContext(ctx, `SELECT @@innodb_redo_log_capacity`).Scan(&n); err == nil {
+		return n, nil
+	}
+	if err := s.wdb.QueryRowContext(ctx, `SELECT @@innodb_log_file_size`).Scan(&n); err != nil {
+		return 0, err
+	}
+	var files int64
+	if err := s.wdb.QueryRowContext(ctx, `SELECT @@innodb_log_files_in_group`).Scan(&files); err == nil && files > 1 {
+		n *= files
+	}
+	return n, nil
+}
+
+// warnSmallRedoLog logs a warning when the redo log is under MinRedoLog
+// (docs/operations.md).
+func (s *store) warnSmallRedoLog(ctx context.Context) {
+	if s.dialect != dialectMySQL {
+		return
+	}
+	n, err := s.redoLog(ctx)
+	switch {
+	case err != nil:
+		s.log.Info().Err(err).Msg("cannot read the InnoDB redo log size")
+	case n < MinRedoLog:
+		s.log.Warn().Int64("redo_log_bytes", n).Int64("recommended_bytes", 1<<30).
+			Msg("InnoDB redo log under 512 MiB: under sustained load it fills within a minute and commits stall while InnoDB flushes pages; raise innodb_log_file_size (innodb_redo_log_capacity on MySQL 8.0.30+), see docs/operations.md")
+	}
+}
+
 func (s *store) autoincConsecutive(ctx context.Context) bool {
 	if s.dialect == dialectSQLite {
 		return true

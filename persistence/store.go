@@ -176,6 +176,7 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (Store, error) {
 			return nil, fmt.Errorf("database unreachable (%s %s): %w", cfg.Driver, s.describe(), err)
 		}
 	}
+	s.warnSmallRedoLog(ctx)
 	s.seqIDs = s.autoincConsecutive(ctx)
 	s.scripted = s.dialect == dialectMySQL && s.seqIDs
 	if s.scripted {

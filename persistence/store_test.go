@@ -2,11 +2,13 @@ package persistence_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1089,4 +1091,40 @@ func TestScriptEventsNameTheirMessages(t *testing.T) {
 			t.Fatalf("the batch took %d requests; the test needs it split", got)
 		}
 	})
+}
+
+// TestRedoLogWarning: Open warns about an InnoDB redo log under
+// MinRedoLog, and only then; the server's own size decides which case runs.
+func TestRedoLogWarning(t *testing.T) {
+	dsn := storetest.DSNForMySQL(t)
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var size int64
+	if err := db.QueryRow(`SELECT @@innodb_redo_log_capacity`).Scan(&size); err != nil {
+		if err := db.QueryRow(`SELECT @@innodb_log_file_size`).Scan(&size); err != nil {
+			t.Fatal(err)
+		}
+		var files int64
+		if err := db.QueryRow(`SELECT @@innodb_log_files_in_group`).Scan(&files); err == nil && files > 1 {
+			size *= files
+		}
+	}
+	var logs strings.Builder
+	s, err := persistence.Open(context.Background(), persistence.Config{Driver: persistence.DriverMySQL, DSN: dsn}, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	warned := strings.Contains(logs.String(), `"redo_log_bytes":`+strconv.FormatInt(size, 10))
+	if small := size < persistence.MinRedoLog; warned != small {
+		t.Fatalf("redo log of %d bytes: warned %v, want %v; log:\n%s", size, warned, small, logs.String())
+	}
+	t.Logf("redo log %d MiB, warned: %v", size>>20, warned)
 }
