@@ -89,7 +89,14 @@ func (a *crmSyncActor) Receive(ctx actor.Context) {
 			for {
 				select {
 				case <-t.C:
-					root.Send(self, &crmWake{})
+					// A wake already queued (the committer's, or the last
+					// tick's) covers this one: against a database slower
+					// than the poll, ticks would otherwise pile up in the
+					// mailbox, each a read of the outbox, ahead of the
+					// deliveries' completions.
+					if a.woke.CompareAndSwap(false, true) {
+						root.Send(self, &crmWake{})
+					}
 				case <-a.stop:
 					return
 				}
