@@ -162,8 +162,8 @@ func (l *relayLoop) run() {
 			// interrupts it and takes its P at the next wait, and then
 			// polls every 20 µs for a while, a wake-up of its thread each
 			// time. Passing through the scheduler now and then keeps it
-			// asleep (about 100 wake-ups a second instead of 1,000 to
-			// 3,000 in the same relay run).
+			// asleep: 464 of its sleeps in 8 s of a relay run instead of
+			// 7,957.
 			runtime.Gosched()
 			yielded = now
 		}
