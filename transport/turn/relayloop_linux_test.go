@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	pturn "github.com/pion/turn/v2"
 	"github.com/rs/zerolog"
 )
 
@@ -281,5 +282,56 @@ func BenchmarkRelayRoundTrip(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(s.Stats().LoopPackets-before)/float64(b.N), "loop-packets/op")
 		})
+	}
+}
+
+// TestRelayLoopOnWildcardListener: a server listening on 0.0.0.0 (the
+// loop's listening socket is then IPv6 and takes IPv4 clients as
+// IPv4-mapped addresses) relays an IPv4 client's ChannelData through the
+// loop, both ways.
+func TestRelayLoopOnWildcardListener(t *testing.T) {
+	s, err := Start(Options{Listen: "0.0.0.0:0", PublicIP: "127.0.0.1", Realm: realm, Secrets: []string{"cur"}, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if len(s.loops) == 0 {
+		t.Fatal("no relay loop")
+	}
+	if pc, err := net.ListenPacket("udp6", "[::]:0"); err == nil {
+		_ = pc.Close()
+		if s.udp[0].loop.v4 {
+			t.Fatal("the listening socket is IPv4 on a machine with IPv6: want the dual-stack one")
+		}
+	}
+	port := s.Addr().(*net.UDPAddr).Port
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	server := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	u, p, _ := Credentials("cur", "rm-1", time.Hour, time.Now())
+	c, err := pturn.NewClient(&pturn.ClientConfig{STUNServerAddr: server, TURNServerAddr: server, Conn: conn,
+		Username: u, Password: p, Realm: realm, RTO: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	if ra := relay.LocalAddr().(*net.UDPAddr); !ra.IP.Equal(net.IPv4(127, 0, 0, 1)) {
+		t.Fatalf("relay address %v, want the public IP", ra)
+	}
+	peer := echoPeer(t)
+	echoUntilLoop(t, s, relay, peer.LocalAddr())
+	if st := s.Stats(); st.Dropped != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }
