@@ -281,7 +281,7 @@ urva_turn_auth_failures_total 4
 # HELP urva_turn_relayed_bytes_total Bytes sent and received on TURN relay sockets.
 # TYPE urva_turn_relayed_bytes_total counter
 urva_turn_relayed_bytes_total 12345
-# HELP urva_turn_loop_packets_total ChannelData packets the TURN relay loop relayed itself (both ways); pion relays the rest.
+# HELP urva_turn_loop_packets_total ChannelData packets the TURN relay loop took itself, both ways (a failed send also counts as dropped); pion relays the rest.
 # TYPE urva_turn_loop_packets_total counter
 urva_turn_loop_packets_total 77
 # HELP urva_turn_dropped_packets_total Packets the TURN relay loop dropped: a full send buffer, or pion too far behind to take one.

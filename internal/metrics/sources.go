@@ -117,7 +117,7 @@ var (
 	turnBytesDesc = prometheus.NewDesc("urva_turn_relayed_bytes_total",
 		"Bytes sent and received on TURN relay sockets.", nil, nil)
 	turnLoopDesc = prometheus.NewDesc("urva_turn_loop_packets_total",
-		"ChannelData packets the TURN relay loop relayed itself (both ways); pion relays the rest.", nil, nil)
+		"ChannelData packets the TURN relay loop took itself, both ways (a failed send also counts as dropped); pion relays the rest.", nil, nil)
 	turnDroppedDesc = prometheus.NewDesc("urva_turn_dropped_packets_total",
 		"Packets the TURN relay loop dropped: a full send buffer, or pion too far behind to take one.", nil, nil)
 )

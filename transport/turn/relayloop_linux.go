@@ -334,10 +334,11 @@ func (sk *loopSock) serveListener(buf []byte, now time.Time) {
 	if num, payload, isCD := channelData(b); isCD {
 		if a := sk.allocFor(from); a != nil {
 			if peer, bound := a.binds.peerOf(num, now); bound {
-				if a.relay.send(payload, peer) {
-					sk.loop.s.relayedBytes.Add(int64(len(payload)))
-					sk.loop.s.loopPackets.Add(1)
-				}
+				// Counted before the send: whoever sees the packet arrive
+				// sees it counted.
+				sk.loop.s.loopPackets.Add(1)
+				sk.loop.s.relayedBytes.Add(int64(len(payload)))
+				a.relay.send(payload, peer)
 				return
 			}
 		}
@@ -365,9 +366,8 @@ func (sk *loopSock) serveRelay(buf []byte, now time.Time) {
 		buf[end] = 0
 		end++
 	}
-	if a.listener.send(buf[:end], a.client) {
-		sk.loop.s.loopPackets.Add(1)
-	}
+	sk.loop.s.loopPackets.Add(1) // before the send, as in serveListener
+	a.listener.send(buf[:end], a.client)
 }
 
 // toPion queues a copy of b for pion's read, dropping it when pion is that

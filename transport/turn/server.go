@@ -65,8 +65,9 @@ type Stats struct {
 	// Dropped counts packets the relay loop dropped: a send buffer full, or
 	// pion too far behind to take a packet left to it.
 	Dropped int64
-	// LoopPackets counts the ChannelData packets the relay loop relayed
-	// itself, both ways; pion relayed the rest.
+	// LoopPackets counts the ChannelData packets the relay loop took
+	// itself, both ways (a send that failed is also in Dropped); pion
+	// relayed the rest.
 	LoopPackets int64
 }
 
