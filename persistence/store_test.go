@@ -1097,11 +1097,7 @@ func TestScriptEventsNameTheirMessages(t *testing.T) {
 // MinRedoLog, and only then; the server's own size decides which case runs.
 func TestRedoLogWarning(t *testing.T) {
 	dsn := storetest.DSNForMySQL(t)
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("mysql", cfg.FormatDSN())
+	db, err := sql.Open("mysql", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,27 +84,10 @@ func (u *rawUDP) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if !ap.Addr().IsValid() {
 		return u.UDPConn.WriteTo(p, addr) // its error
 	}
-	var (
-		sa4 syscall.RawSockaddrInet4
-		sa6 syscall.RawSockaddrInet6
-		sa  unsafe.Pointer
-		sl  uintptr
-	)
-	// The socket's family decides, as in the standard library: an IPv4
-	// socket takes an IPv4 address, an IPv6 one an IPv6 or IPv4-mapped one.
-	if u.v4 {
-		if !ap.Addr().Unmap().Is4() {
-			return u.UDPConn.WriteTo(p, addr) // its error
-		}
-		sa4.Family = syscall.AF_INET
-		putPort(&sa4.Port, ap.Port())
-		sa4.Addr = ap.Addr().Unmap().As4()
-		sa, sl = unsafe.Pointer(&sa4), syscall.SizeofSockaddrInet4
-	} else {
-		sa6.Family = syscall.AF_INET6
-		putPort(&sa6.Port, ap.Port())
-		sa6.Addr = ap.Addr().As16()
-		sa, sl = unsafe.Pointer(&sa6), syscall.SizeofSockaddrInet6
+	var dst rawSockaddr
+	sa, sl, ok := dst.set(u.v4, ap)
+	if !ok {
+		return u.UDPConn.WriteTo(p, addr) // its error
 	}
 	var (
 		n     int
@@ -131,6 +114,33 @@ func (u *rawUDP) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return 0, &net.OpError{Op: "write", Net: "udp", Source: u.LocalAddr(), Addr: addr, Err: err}
 	}
 	return n, nil
+}
+
+// rawSockaddr is a destination as sendto takes it.
+type rawSockaddr struct {
+	sa4 syscall.RawSockaddrInet4
+	sa6 syscall.RawSockaddrInet6
+}
+
+// set fills in ap for a socket of the family v4 tells, as the standard
+// library does: an IPv4 socket takes an IPv4 address (ok is false for an
+// IPv6 one), an IPv6 socket an IPv6 or IPv4-mapped one. The pointer is into
+// r, which must outlive the system call.
+func (r *rawSockaddr) set(v4 bool, ap netip.AddrPort) (unsafe.Pointer, uintptr, bool) {
+	if v4 {
+		a := ap.Addr().Unmap()
+		if !a.Is4() {
+			return nil, 0, false
+		}
+		r.sa4.Family = syscall.AF_INET
+		putPort(&r.sa4.Port, ap.Port())
+		r.sa4.Addr = a.As4()
+		return unsafe.Pointer(&r.sa4), syscall.SizeofSockaddrInet4, true
+	}
+	r.sa6.Family = syscall.AF_INET6
+	putPort(&r.sa6.Port, ap.Port())
+	r.sa6.Addr = ap.Addr().As16() // an IPv4 address as IPv4-mapped
+	return unsafe.Pointer(&r.sa6), syscall.SizeofSockaddrInet6, true
 }
 
 // putPort stores port in network byte order.

@@ -413,26 +413,11 @@ func (sk *loopSock) recv(p []byte) (int, netip.AddrPort, bool) {
 // send sends p to `to` without blocking. A full send buffer drops the
 // packet, as a router does; false when it was not sent.
 func (sk *loopSock) send(p []byte, to netip.AddrPort) bool {
-	var (
-		sa4 unix.RawSockaddrInet4
-		sa6 unix.RawSockaddrInet6
-		sa  unsafe.Pointer
-		sl  uintptr
-	)
-	if sk.v4 {
-		if !to.Addr().Is4() {
-			sk.loop.s.dropped.Add(1)
-			return false
-		}
-		sa4.Family = unix.AF_INET
-		putPort(&sa4.Port, to.Port())
-		sa4.Addr = to.Addr().As4()
-		sa, sl = unsafe.Pointer(&sa4), unix.SizeofSockaddrInet4
-	} else {
-		sa6.Family = unix.AF_INET6
-		putPort(&sa6.Port, to.Port())
-		sa6.Addr = to.Addr().As16() // an IPv4 address as IPv4-mapped
-		sa, sl = unsafe.Pointer(&sa6), unix.SizeofSockaddrInet6
+	var dst rawSockaddr
+	sa, sl, ok := dst.set(sk.v4, to)
+	if !ok {
+		sk.loop.s.dropped.Add(1)
+		return false
 	}
 	sk.mu.RLock()
 	if sk.closed {

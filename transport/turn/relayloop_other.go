@@ -28,8 +28,7 @@ func (l *relayLoop) openRelay(*loopSock, netip.AddrPort, string, int, PortRange)
 
 type loopSock struct {
 	net.PacketConn
-	loop  *relayLoop
-	binds struct{}
+	loop *relayLoop
 }
 
 type loopAlloc struct{ binds bindings }
