@@ -1,6 +1,8 @@
 package persistence
 
 import (
+	"context"
+	"database/sql"
 	"testing"
 	"time"
 )
@@ -40,5 +42,38 @@ func TestBatchCloseAt(t *testing.T) {
 		if got := cm.closeAtLocked(deadline); !got.Equal(c.want) {
 			t.Errorf("%s: closes at +%v, want +%v", c.name, got.Sub(t0), c.want.Sub(t0))
 		}
+	}
+}
+
+// TestHeldConn: the committer's connection is the same batch after batch
+// for connHold, and then goes back to the pool for another.
+func TestHeldConn(t *testing.T) {
+	db, err := sql.Open("sqlite", "file::memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	var h heldConn
+	c1, err := h.get(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2, err := h.get(ctx, db); err != nil || c2 != c1 {
+		t.Fatalf("second get: %p %v, want the held %p", c2, err, c1)
+	}
+	h.since = h.since.Add(-connHold)
+	c3, err := h.get(ctx, db)
+	if err != nil || c3 == c1 {
+		t.Fatalf("get after connHold: %p %v, want another than %p", c3, err, c1)
+	}
+	// The old one was given back, and the pool handed it out again
+	// (checking it on the way): one connection open, in use.
+	if st := db.Stats(); st.InUse != 1 || st.OpenConnections != 1 {
+		t.Fatalf("pool after the change: %d in use, %d open; want the one connection taken again", st.InUse, st.OpenConnections)
+	}
+	h.release()
+	if st := db.Stats(); st.InUse != 0 || h.conn != nil {
+		t.Fatalf("after release: %d in use, held %v", st.InUse, h.conn)
 	}
 }

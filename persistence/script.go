@@ -51,6 +51,8 @@ import (
 type batchTx struct {
 	tx   *sql.Tx
 	conn *sql.Conn
+	// held is the committer's connection, kept from batch to batch.
+	held *heldConn
 	// requests counts what the transaction sent to the database.
 	requests *atomic.Int64
 
@@ -69,11 +71,55 @@ func (s *store) beginBatch(ctx context.Context) (*batchTx, error) {
 		}
 		return &batchTx{tx: tx, requests: &s.requests}, nil
 	}
-	conn, err := s.wdb.Conn(ctx)
+	conn, err := s.held.get(ctx, s.wdb)
 	if err != nil {
 		return nil, err
 	}
-	return &batchTx{conn: conn, requests: &s.requests}, nil
+	return &batchTx{conn: conn, held: &s.held, requests: &s.requests}, nil
+}
+
+// connHold is how long the committer keeps a connection from batch to
+// batch before it gives it back to the pool and takes one again.
+//
+// Taking a connection from the pool checks that the server has not closed
+// it (the driver's liveness check, a read of the socket). Done for every
+// batch, that was hundreds of checks a second, each a blocking system call
+// that woke the runtime's monitor thread (see internal/rawconn). Kept for a
+// second, a connection is checked once a second; one that dies within that
+// second fails its batch, whose writes are then retried one by one on
+// connections taken afresh (applyBatch).
+const connHold = time.Second
+
+// heldConn is the connection the committer keeps; only the committer's
+// goroutine uses it.
+type heldConn struct {
+	conn  *sql.Conn
+	since time.Time
+}
+
+// get returns the held connection while it is younger than connHold, and
+// otherwise gives it back and takes another from db.
+func (h *heldConn) get(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
+	if h.conn != nil {
+		if time.Since(h.since) < connHold {
+			return h.conn, nil
+		}
+		h.release()
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h.conn, h.since = conn, time.Now()
+	return conn, nil
+}
+
+// release gives the held connection back to the pool.
+func (h *heldConn) release() {
+	if h.conn != nil {
+		_ = h.conn.Close()
+		h.conn = nil
+	}
 }
 
 func (t *batchTx) scripted() bool { return t.conn != nil }
@@ -134,7 +180,7 @@ func (t *batchTx) QueryRowContext(ctx context.Context, query string, args ...any
 }
 
 // commit ends the transaction (a scripted one whose last script committed
-// only gives its connection back).
+// has nothing left to send).
 func (t *batchTx) commit(ctx context.Context) error {
 	if t.tx != nil {
 		t.requests.Add(1)
@@ -149,7 +195,7 @@ func (t *batchTx) commit(ctx context.Context) error {
 		t.discard()
 		return err
 	}
-	return t.conn.Close()
+	return nil // the connection stays held for the next batch
 }
 
 // rollback ends the transaction without its changes. A scripted connection
@@ -169,13 +215,13 @@ func (t *batchTx) rollback() {
 			return
 		}
 	}
-	_ = t.conn.Close()
 }
 
 // discard closes the connection instead of returning it to the pool.
 func (t *batchTx) discard() {
 	_ = t.conn.Raw(func(any) error { return driver.ErrBadConn })
 	_ = t.conn.Close()
+	t.held.conn = nil
 }
 
 // script is statements sent in one request. Values are written into the

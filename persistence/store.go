@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/rs/zerolog"
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"urva/internal/rawconn"
 )
 
 // Drivers Open accepts.
@@ -117,6 +120,8 @@ type store struct {
 	// multi-row INSERT's values, reused batch after batch.
 	sc      script
 	rowArgs []any
+	// held is the committer's connection (MySQL; script.go).
+	held heldConn
 	// requests counts the committer's requests to the database.
 	requests atomic.Int64
 	// convs: the conversations as committed (MySQL; convcache.go), used by
@@ -275,6 +280,9 @@ func (s *store) openMySQL(cfg Config) error {
 		mc.Timeout = 5 * time.Second
 	}
 	mc.Logger = mysqlLogger{s.log}
+	// The connections read and write with raw system calls (package
+	// rawconn); the dialer is the driver's own (keep-alive on).
+	mc.DialFunc = rawconn.Dial(&net.Dialer{})
 	conn, err := mysql.NewConnector(mc)
 	if err != nil {
 		return fmt.Errorf("mysql: %w", err)
@@ -325,6 +333,7 @@ func (s *store) closeDBs() error {
 func (s *store) Close() error {
 	s.closeOnce.Do(func() {
 		s.c.close()
+		s.held.release()
 		s.closeErr = s.closeDBs()
 	})
 	return s.closeErr

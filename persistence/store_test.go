@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/rs/zerolog"
 
 	"urva/persistence"
@@ -266,14 +265,7 @@ func TestGroupCommitBatches(t *testing.T) {
 // fail promptly with ErrUnavailable; when it is back, the same store works
 // again without a restart.
 func TestMySQLRecoversAfterOutage(t *testing.T) {
-	dsn := storetest.DSNForMySQL(t)
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := storetest.NewProxy(t, cfg.Addr)
-	cfg.Addr = p.Addr
-	cfg.Timeout = 2 * time.Second
+	p, cfg := storetest.NewMySQLProxy(t)
 	ctx := context.Background()
 	s, err := persistence.Open(ctx, persistence.Config{Driver: "mysql", DSN: cfg.FormatDSN()}, zerolog.Nop())
 	if err != nil {
@@ -312,6 +304,33 @@ func TestMySQLRecoversAfterOutage(t *testing.T) {
 	}
 	if _, err := s.MessageByProviderID(ctx, "wamid.DOWN"); !errors.Is(err, persistence.ErrNotFound) {
 		t.Fatalf("failed write stored: %v", err)
+	}
+}
+
+// TestMySQLConnectionCutBetweenBatches: the committer keeps its connection
+// from batch to batch (script.go, connHold), so a connection the network
+// cut between two batches is found dead by the next batch, not by the
+// pool's check. That write is still committed, once, without an error.
+func TestMySQLConnectionCutBetweenBatches(t *testing.T) {
+	p, cfg := storetest.NewMySQLProxy(t)
+	s := storetest.OpenMySQLConfig(t, func(c *persistence.Config) { c.DSN = cfg.FormatDSN() })
+	ctx := context.Background()
+	res, err := s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{Key: key(1), Items: []persistence.WriteItem{inbound("wamid.CUT1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i <= 4; i++ {
+		p.Down() // every connection closed, the held one with them
+		p.Up()
+		id := fmt.Sprintf("wamid.CUT%d", i)
+		res, err = s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{ConversationID: res.Conversation.ID, LastSeq: int64(i - 1),
+			Items: []persistence.WriteItem{inbound(id)}})
+		if err != nil || res.Conversation.LastSeq != int64(i) {
+			t.Fatalf("write %d after the cut: %+v %v", i, res, err)
+		}
+		if _, err := s.MessageByProviderID(ctx, id); err != nil {
+			t.Fatalf("%s not stored: %v", id, err)
+		}
 	}
 }
 

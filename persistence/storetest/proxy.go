@@ -5,6 +5,9 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Proxy forwards TCP connections to the database and can cut them all.
@@ -18,6 +21,22 @@ type Proxy struct {
 	ln    net.Listener
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
+}
+
+// NewMySQLProxy makes a fresh test database (DSNForMySQL) and a Proxy in
+// front of its server, and returns the database's configuration pointed at
+// the proxy, with a 2 s dial timeout so that a store fails promptly while
+// the proxy is down.
+func NewMySQLProxy(t testing.TB) (*Proxy, *mysql.Config) {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(DSNForMySQL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewProxy(t, cfg.Addr)
+	cfg.Addr = p.Addr
+	cfg.Timeout = 2 * time.Second
+	return p, cfg
 }
 
 // NewProxy listens on 127.0.0.1:0 and forwards every connection to target.

@@ -112,6 +112,7 @@ func NewWebhook(o WebhookOptions) *Webhook {
 		clock:   clock,
 		http: &fasthttp.Client{
 			Name:                userAgent,
+			DialTimeout:         httpx.Dial,
 			MaxConnsPerHost:     maxConnsPerHost,
 			MaxConnWaitTimeout:  timeout,
 			MaxIdleConnDuration: 30 * time.Second,

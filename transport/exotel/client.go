@@ -588,12 +588,13 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-// dial opens a TCP connection, marking its failures as dialError.
+// dial opens a TCP connection (httpx.Dial), marking its failures as
+// dialError.
 func dial(addr string, timeout time.Duration) (net.Conn, error) {
 	if timeout <= 0 {
 		timeout = defaultTimeout
 	}
-	conn, err := fasthttp.DialDualStackTimeout(addr, timeout)
+	conn, err := httpx.Dial(addr, timeout)
 	if err != nil {
 		return nil, &dialError{err}
 	}

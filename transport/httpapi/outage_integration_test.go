@@ -11,20 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"urva/persistence"
 	"urva/persistence/storetest"
 )
 
 func TestIntegrationDatabaseOutageOnMariaDB(t *testing.T) {
-	cfg, err := mysql.ParseDSN(storetest.DSNForMySQL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := storetest.NewProxy(t, cfg.Addr)
-	cfg.Addr = p.Addr
-	cfg.Timeout = 2 * time.Second
+	p, cfg := storetest.NewMySQLProxy(t)
 	cfg.ReadTimeout, cfg.WriteTimeout = 5*time.Second, 5*time.Second
 	store := storetest.OpenMySQLConfig(t, func(c *persistence.Config) { c.DSN = cfg.FormatDSN() })
 	s := newStack(t, store)

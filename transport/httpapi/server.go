@@ -38,6 +38,8 @@ import (
 	"urva/transport/auth"
 	"urva/transport/sandbox"
 	"urva/transport/turn"
+
+	"urva/internal/rawconn"
 )
 
 // Actors is what the HTTP layer asks of the actor system. *actors.System
@@ -419,7 +421,9 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 // Serve serves HTTP on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("http server listening")
-	return s.srv.Serve(ln)
+	// Requests and sockets are read and written with raw system calls
+	// (package rawconn).
+	return s.srv.Serve(rawconn.Listener(ln))
 }
 
 // ListenAndServe listens on Options.Addr and serves.

@@ -3,13 +3,14 @@ package httpapi
 import (
 	"net"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// rawConnOf is c's raw connection when c is a bare TCP connection.
+// rawConnOf is c's raw connection when c is a TCP connection.
 func rawConnOf(c net.Conn) syscall.RawConn {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil
 	}
@@ -36,12 +37,14 @@ func readable(rc syscall.RawConn) bool {
 }
 
 // socketReadable peeks at the socket without waiting: bytes, the end of
-// the stream or an error all make it readable.
+// the stream or an error all make it readable. The peek is a raw system
+// call (see package rawconn): it never blocks.
 func socketReadable(fd uintptr) bool {
 	var b [1]byte
 	for {
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch err {
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch e {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
@@ -58,8 +61,13 @@ func sendQueueEmpty(c net.Conn) bool {
 	if rc == nil {
 		return false
 	}
-	queued, qerr := -1, error(nil)
-	if err := rc.Control(func(fd uintptr) { queued, qerr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil || qerr != nil {
+	var (
+		queued int32
+		errno  syscall.Errno
+	)
+	if err := rc.Control(func(fd uintptr) {
+		_, _, errno = syscall.RawSyscall(syscall.SYS_IOCTL, fd, unix.SIOCOUTQ, uintptr(unsafe.Pointer(&queued)))
+	}); err != nil || errno != 0 {
 		return false
 	}
 	return queued == 0

@@ -1,9 +1,12 @@
 package httpx
 
 import (
+	"net"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"urva/internal/rawconn"
 )
 
 // NewAPIClient is the pooled fasthttp client a provider API client uses:
@@ -12,6 +15,7 @@ import (
 func NewAPIClient(timeout time.Duration, maxConnsPerHost, maxBody int) *fasthttp.Client {
 	return &fasthttp.Client{
 		Name:                "urva",
+		DialTimeout:         Dial,
 		MaxConnsPerHost:     maxConnsPerHost,
 		MaxConnWaitTimeout:  timeout,
 		MaxIdleConnDuration: time.Minute,
@@ -19,4 +23,23 @@ func NewAPIClient(timeout time.Duration, maxConnsPerHost, maxBody int) *fasthttp
 		WriteTimeout:        timeout,
 		MaxResponseBodySize: maxBody,
 	}
+}
+
+// Dial is the clients' dialer: fasthttp's own (IPv4 and IPv6, its DNS
+// cache), within timeout when one is given, with the connection reading
+// and writing through raw system calls (internal/rawconn).
+func Dial(addr string, timeout time.Duration) (net.Conn, error) {
+	var (
+		c   net.Conn
+		err error
+	)
+	if timeout > 0 {
+		c, err = fasthttp.DialDualStackTimeout(addr, timeout)
+	} else {
+		c, err = fasthttp.DialDualStack(addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rawconn.Wrap(c), nil
 }
