@@ -55,7 +55,7 @@ func socketReadable(fd uintptr) bool {
 }
 
 // sendQueueEmpty reports whether nothing waits in c's send queue
-// (SIOCOUTQ), c being a bare TCP connection.
+// (SIOCOUTQ), c being a TCP connection (bare or from internal/rawconn).
 func sendQueueEmpty(c net.Conn) bool {
 	rc := rawConnOf(c)
 	if rc == nil {
