@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"urva/internal/proccpu"
 	"urva/persistence"
 	"urva/persistence/storetest"
 )
@@ -335,21 +336,29 @@ func TestMySQLConnectionCutBetweenBatches(t *testing.T) {
 }
 
 // benchStore opens a store of driver for a benchmark; report adds the
-// batches' size and duration to the benchmark's metrics.
+// batches' size and duration to the benchmark's metrics and, when the
+// MariaDB or MySQL server runs on this machine, the CPU it spent per write
+// ("db-µs/write": SQLite's work is in the benchmark's own process).
 func benchStore(b *testing.B, driver string) (s persistence.Store, report func()) {
 	var batches, rows, busy atomic.Int64
 	adjust := func(c *persistence.Config) {
 		c.OnBatch = func(n int, d time.Duration, _ error) { batches.Add(1); rows.Add(int64(n)); busy.Add(int64(d)) }
 	}
+	db := 0
 	if driver == persistence.DriverSQLite {
 		s = storetest.OpenSQLiteConfig(b, adjust)
 	} else {
 		s = storetest.OpenMySQLConfig(b, adjust)
+		db = proccpu.DatabaseServer()
 	}
+	dbCPU := proccpu.Seconds(db)
 	return s, func() {
 		if n := batches.Load(); n > 0 {
 			b.ReportMetric(float64(rows.Load())/float64(n), "writes/batch")
 			b.ReportMetric(float64(busy.Load())/float64(n)/1e6, "ms/batch")
+		}
+		if db != 0 && rows.Load() > 0 {
+			b.ReportMetric((proccpu.Seconds(db)-dbCPU)/float64(rows.Load())*1e6, "db-µs/write")
 		}
 	}
 }
@@ -358,17 +367,54 @@ func benchStore(b *testing.B, driver string) (s persistence.Store, report func()
 // writes to its own conversation and waiting for the commit, as webhook
 // handlers do.
 func BenchmarkGroupCommit(b *testing.B) {
+	benchInboundWrites(b, func(_ persistence.ConversationKey, g, i int) persistence.WriteItem {
+		return inbound(fmt.Sprintf("wamid.B%d.%d", g, i))
+	})
+}
+
+// BenchmarkWebhookCommit: as BenchmarkGroupCommit, with what a WhatsApp
+// webhook of one text message writes: the message with its payload, its
+// event, the conversation's new state and the raw webhook's log row
+// (headers and body as the load generator sends them). It is the
+// committer's rate for the ingest scenario's writes with no HTTP, actors or
+// generator in the way, and, with a local MariaDB, what the database spends
+// on each ("db-µs/write").
+func BenchmarkWebhookCommit(b *testing.B) {
+	benchInboundWrites(b, func(k persistence.ConversationKey, g, i int) persistence.WriteItem {
+		wamid := fmt.Sprintf("wamid.W%d.%d", g, i)
+		payload := `{"from":"` + k.ContactPhone + `","id":"` + wamid + `","timestamp":"1795564357","type":"text","text":{"body":"m ` + wamid + `"}}`
+		body := `{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"` +
+			k.BusinessNumber + `","phone_number_id":"100000000000001"},"contacts":[{"profile":{"name":"Contact"},"wa_id":"` + k.ContactPhone + `"}],"messages":[` + payload + `]}}]}]}`
+		now := time.Now()
+		return persistence.WriteItem{Kind: persistence.ItemInbound,
+			Message: &persistence.Message{ProviderMessageID: wamid, Type: "text", Text: "m " + wamid,
+				Payload: json.RawMessage(payload), ProviderTimestamp: now.Truncate(time.Second)},
+			Log: &persistence.WebhookLog{Provider: "whatsapp", Path: "/webhooks/whatsapp",
+				Headers: json.RawMessage(`{"Content-Type":"application/json","User-Agent":"fasthttp","X-Hub-Signature-256":"sha256=1d1e5315565a1d158a30c0ea13d8ee3ef649824c7cd94725d8582ac5b02f6438","X-Request-Id":"7e377094db63-294"}`),
+				Body:    []byte(body), ReceivedAt: now}}
+	})
+}
+
+// benchInboundWrites runs, on each driver, goroutine g applying item(key(g),
+// g, i) to its own conversation, one write at a time, each waiting for its
+// commit; it reports writes per second.
+func benchInboundWrites(b *testing.B, item func(k persistence.ConversationKey, g, i int) persistence.WriteItem) {
 	for _, driver := range []string{persistence.DriverSQLite, persistence.DriverMySQL} {
 		b.Run(driver, func(b *testing.B) {
 			s, report := benchStore(b, driver)
 			runParallel(b, "writes/s", func(g int, pb *testing.PB) error {
 				ctx := context.Background()
 				var id, seq int64
+				k := key(g)
 				for i := 0; pb.Next(); i++ {
-					res, err := s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{ConversationID: id, Key: key(g), LastSeq: seq,
-						Items: []persistence.WriteItem{inbound(fmt.Sprintf("wamid.B%d.%d", g, i))}})
+					it := item(k, g, i)
+					res, err := s.ApplyConversationWrite(ctx, &persistence.ConversationWrite{ConversationID: id, Key: k, LastSeq: seq,
+						Items: []persistence.WriteItem{it}})
 					if err != nil {
 						return err
+					}
+					if r := res.Items[0]; r.Message == nil || r.Event == nil || (it.Log != nil && r.LogID == 0) {
+						return fmt.Errorf("write %d of goroutine %d: message, event or log row missing from %+v", i, g, r)
 					}
 					id, seq = res.Conversation.ID, res.Conversation.LastSeq
 				}

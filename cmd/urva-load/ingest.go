@@ -20,6 +20,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"urva/internal/proccpu"
 	"urva/transport/whatsapp"
 )
 
@@ -150,7 +151,7 @@ func measured(o *opts, c *child, l *load, label string, onMySQL bool) (loadResul
 	var w, dbw window
 	db := 0
 	if onMySQL {
-		db = dbServerPID()
+		db = proccpu.DatabaseServer()
 	}
 	var prof chan error
 	var b0 batchStats

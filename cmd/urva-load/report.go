@@ -224,7 +224,8 @@ func (rep *Report) targetSpecs() []targetSpec {
 				return nil
 			}
 			x := ing.PerSec / b.PerSec
-			return &measure{round2(x, digits), fmt.Sprintf("%.*fx (%.0f / %.0f msg/s)", digits, x, ing.PerSec, b.PerSec), x >= want}
+			got := fmt.Sprintf("%.*fx (%.0f / %.0f msg/s)", digits, x, ing.PerSec, b.PerSec) + rep.cpuBudget(ing, want*b.PerSec)
+			return &measure{round2(x, digits), got, x >= want}
 		}}
 	}
 	return []targetSpec{
@@ -255,6 +256,21 @@ func (rep *Report) targetSpecs() []targetSpec {
 				b.CPUPerM <= c.CPUPerM && b.LossPct == 0}
 		}},
 	}
+}
+
+// cpuBudget tells what a rate of need messages per second leaves for each
+// message on this machine's CPUs, and what ing spent per message: the
+// server's, the database server's and the generator's CPU, which share the
+// machine. Empty when the database's CPU was not measured (it is
+// elsewhere) or the machine is not known.
+func (rep *Report) cpuBudget(ing *Result, need float64) string {
+	cpus := rep.Machine.CPUs
+	if cpus <= 0 || ing.DBCPU <= 0 || ing.PerSec <= 0 || need <= 0 {
+		return ""
+	}
+	per := func(cores float64) float64 { return cores / ing.PerSec * 1e6 }
+	return fmt.Sprintf("; %.0f msg/s leaves %.0f µs of CPU per message on %d CPUs, this run spent %.0f (server %.0f, MariaDB %.0f, generator %.0f)",
+		need, float64(cpus)/need*1e6, cpus, per(ing.ServerCPU+ing.DBCPU+ing.GenCPU), per(ing.ServerCPU), per(ing.DBCPU), per(ing.GenCPU))
 }
 
 func (rep *Report) rmsOf(r *Result) int {

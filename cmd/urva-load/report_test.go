@@ -72,6 +72,25 @@ func TestTargetsMedianRound(t *testing.T) {
 	}
 }
 
+// With the machine's CPUs and the database's CPU known, the ingest targets
+// tell what CPU per message the wanted rate leaves and what the run spent.
+func TestTargetsIngestBudget(t *testing.T) {
+	rows := roundRows(0, 124320, 11168, 7784, 9, 11, 3.7, 3.8)
+	rows[1].ServerCPU, rows[1].DBCPU, rows[1].GenCPU = 0.48, 0.67, 0.13
+	rep := &Report{Results: rows, Machine: Machine{CPUs: 2}}
+	rep.evaluate()
+	want := map[string]string{
+		// 0.35 x 124,320 = 43,512/s: 2 CPUs / 43,512 = 46 µs; 1.28 cores / 11,168 = 115 µs.
+		"ingest (MariaDB) vs ceiling": "0.090x (11168 / 124320 msg/s); 43512 msg/s leaves 46 µs of CPU per message on 2 CPUs, this run spent 115 (server 43, MariaDB 60, generator 12)",
+		"ingest (MariaDB) vs naive":   "1.43x (11168 / 7784 msg/s); 23352 msg/s leaves 86 µs of CPU per message on 2 CPUs, this run spent 115 (server 43, MariaDB 60, generator 12)",
+	}
+	for _, g := range rep.Targets {
+		if w, ok := want[g.Name]; ok && g.Got != w {
+			t.Errorf("%s:\n got %q\nwant %q", g.Name, g.Got, w)
+		}
+	}
+}
+
 // A round without a scenario counts for no target that needs it; a target
 // with no round at all is not run.
 func TestTargetsMissingScenarios(t *testing.T) {

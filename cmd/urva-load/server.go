@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"urva/internal/proccpu"
 )
 
 // Secrets of the server under test (never a reachable server).
@@ -112,27 +114,6 @@ func (c *child) stop() error {
 }
 
 func (c *child) pid() int { return c.cmd.Process.Pid }
-
-// procCPU is the user+system CPU seconds of process pid (Linux /proc).
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	// fields after the name: state(0) ... utime(11) stime(12)
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ, 100 on Linux
-}
 
 // procRSS is the resident set of process pid in bytes (VmRSS).
 func procRSS(pid int) int64 {
@@ -313,7 +294,7 @@ type window struct {
 	t0   time.Time
 }
 
-func startWindow(pid int) window { return window{pid: pid, cpu0: procCPU(pid), t0: time.Now()} }
+func startWindow(pid int) window { return window{pid: pid, cpu0: proccpu.Seconds(pid), t0: time.Now()} }
 
 // cores is the child's CPU seconds per second since the window started.
 func (w window) cores() float64 {
@@ -321,7 +302,7 @@ func (w window) cores() float64 {
 	if d <= 0 {
 		return 0
 	}
-	return (procCPU(w.pid) - w.cpu0) / d
+	return (proccpu.Seconds(w.pid) - w.cpu0) / d
 }
 
 // urvaChildName names the bin/urva serve child (the one with /debug/pprof).
@@ -361,30 +342,6 @@ func (c *child) pprof(what, path string) error {
 		return err
 	}
 	return f.Close()
-}
-
-// dbServerPID finds a local MariaDB or MySQL server process (0 when there is
-// none: the database is elsewhere and its CPU is not measured).
-func dbServerPID() int {
-	dirs, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		comm, err := os.ReadFile(filepath.Join("/proc", d.Name(), "comm"))
-		if err != nil {
-			continue
-		}
-		switch strings.TrimSpace(string(comm)) {
-		case "mariadbd", "mysqld":
-			return pid
-		}
-	}
-	return 0
 }
 
 // batchStats is the group commit as the server's /metrics counts it, and

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"urva/internal/proccpu"
 	"urva/transport/turn/coturntool"
 )
 
@@ -111,9 +113,9 @@ func uclientRun(uclient string, pid, port, peerPort, msgs int) (Result, error) {
 	args := []string{"-u", "bench", "-W", benchTURNSecret, "-n", strconv.Itoa(msgs), "-m", strconv.Itoa(turnClients),
 		"-l", strconv.Itoa(turnLength), "-z", strconv.Itoa(int(turnInterval / time.Millisecond)),
 		"-e", "127.0.0.1", "-r", strconv.Itoa(peerPort), "-p", strconv.Itoa(port), "127.0.0.1"}
-	cpu0, t0 := procCPU(pid), time.Now()
+	cpu0, t0 := proccpu.Seconds(pid), time.Now()
 	out, err := exec.CommandContext(ctx, uclient, args...).CombinedOutput()
-	cpu := procCPU(pid) - cpu0
+	cpu := proccpu.Seconds(pid) - cpu0
 	row := Result{Seconds: time.Since(t0).Seconds(), ServerCPU: cpu / time.Since(t0).Seconds(), RSSMB: float64(procRSS(pid)) / (1 << 20)}
 	rep, ok := coturntool.ParseReport(string(out))
 	if !ok {
