@@ -34,6 +34,10 @@ type Result struct {
 	P99ms  float64 `json:"p99_ms,omitempty"`
 	MaxMs  float64 `json:"max_ms,omitempty"`
 
+	// Asked is how many idle sockets -sockets asked for, when the
+	// open-file limit allowed fewer (OK is how many were held).
+	Asked int64 `json:"asked,omitempty"`
+
 	DBCount  int64 `json:"db_count,omitempty"` // rows found afterwards
 	Received int64 `json:"received,omitempty"` // frames on RM sockets / packets relayed
 
@@ -244,7 +248,11 @@ func (rep *Report) targetSpecs() []targetSpec {
 			if e == nil || e.PerItemKB <= 0 {
 				return nil
 			}
-			return &measure{round2(e.PerItemKB, 2), fmt.Sprintf("%.2f KB (%d sockets)", e.PerItemKB, e.OK), e.PerItemKB <= 12}
+			got := fmt.Sprintf("%.2f KB (%d sockets)", e.PerItemKB, e.OK)
+			if e.Asked > e.OK {
+				got = fmt.Sprintf("%.2f KB (%d sockets of the %d asked: the open-file limit allowed no more)", e.PerItemKB, e.OK, e.Asked)
+			}
+			return &measure{round2(e.PerItemKB, 2), got, e.PerItemKB <= 12}
 		}},
 		{"TURN CPU per packet vs coturn, no loss", "<= coturn, 0 loss", "x coturn's CPU", func(round int) *measure {
 			b, c := rep.find("turn", "built-in", round), rep.find("turn", "coturn", round)

@@ -91,6 +91,16 @@ func TestTargetsIngestBudget(t *testing.T) {
 	}
 }
 
+// An idle run the open-file limit capped says so next to its figure.
+func TestTargetsIdleCapped(t *testing.T) {
+	rows := roundRows(0, 120000, 11000, 7000, 9, 10.95, 3.6, 3.9)
+	rows[4].Asked = 50000
+	got := targetsOf(rows)["RSS per idle RM socket"]
+	if want := "10.95 KB (19000 sockets of the 50000 asked: the open-file limit allowed no more)"; got.Got != want || got.Status != "met" {
+		t.Errorf("idle: %q %s, want %q met", got.Got, got.Status, want)
+	}
+}
+
 // A round without a scenario counts for no target that needs it; a target
 // with no round at all is not run.
 func TestTargetsMissingScenarios(t *testing.T) {

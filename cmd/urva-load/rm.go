@@ -495,6 +495,9 @@ func runIdle(o *opts) ([]Result, error) {
 		}
 	}
 	row := Result{Variant: fmt.Sprintf("%d sockets, %d sources, %s", opened, srcs, o.driver), Server: "child: bin/urva serve", OK: int64(opened)}
+	if o.sockets > n {
+		row.Asked = int64(o.sockets)
+	}
 	row.RSSMB = float64(after) / (1 << 20)
 	if opened > 0 {
 		row.PerItemKB = float64(steady-before) / float64(opened) / 1024
