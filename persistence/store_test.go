@@ -336,9 +336,11 @@ func TestMySQLConnectionCutBetweenBatches(t *testing.T) {
 }
 
 // benchStore opens a store of driver for a benchmark; report adds the
-// batches' size and duration to the benchmark's metrics and, when the
-// MariaDB or MySQL server runs on this machine, the CPU it spent per write
-// ("db-µs/write": SQLite's work is in the benchmark's own process).
+// batches' size and duration to the benchmark's metrics and, when a
+// MariaDB or MySQL server runs on this machine (taken to be the one the
+// benchmark uses), the CPU it spent per write ("db-µs/write"; everything
+// that server did meanwhile counts). SQLite's work is in the benchmark's
+// own process.
 func benchStore(b *testing.B, driver string) (s persistence.Store, report func()) {
 	var batches, rows, busy atomic.Int64
 	adjust := func(c *persistence.Config) {
