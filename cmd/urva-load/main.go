@@ -22,25 +22,26 @@ import (
 
 // opts are the flags shared by every subcommand.
 type opts struct {
-	duration  time.Duration
-	warmup    time.Duration
-	rate      int // msg/s; 0 = flat out
-	conns     int
-	contacts  int
-	rms       int
-	sockets   int
-	sources   int
-	rates     string
-	driver    string // database of outbound, e2e and idle
-	server    string // bin/urva
-	mysql     string // go-sql-driver DSN of the MariaDB/MySQL server, no database
-	jsonOut   string
-	scenarios string
-	keep      bool
-	verbose   bool
-	profile   string // directory for the servers' CPU profiles
-	repeat    int    // rounds of the scenarios
-	genMemory int64  // the generator's own memory limit; 0 = Go's default collector
+	duration     time.Duration
+	warmup       time.Duration
+	rate         int // msg/s; 0 = flat out
+	conns        int
+	contacts     int
+	rms          int
+	sockets      int
+	sources      int
+	rates        string
+	driver       string // database of outbound, e2e and idle
+	server       string // bin/urva
+	mysql        string // go-sql-driver DSN of the MariaDB/MySQL server, no database
+	jsonOut      string
+	scenarios    string
+	keep         bool
+	verbose      bool
+	profile      string // directory for the servers' CPU profiles
+	repeat       int    // rounds of the scenarios
+	genMemory    int64  // the generator's own memory limit; 0 = Go's default collector
+	turnSessions int    // uclient sessions of the TURN scenario (-m)
 }
 
 func (o *opts) register(fs *flag.FlagSet) {
@@ -61,6 +62,7 @@ func (o *opts) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench databases and directories")
 	fs.BoolVar(&o.verbose, "v", false, "show the servers' logs")
 	fs.StringVar(&o.profile, "profile", "", "directory: write a CPU profile of each urva server over its measured window (<scenario>.pprof)")
+	fs.IntVar(&o.turnSessions, "turn-sessions", 50, "TURN: turnutils_uclient sessions (-m), each sending a 120-byte message every 5 ms through its allocation")
 	fs.IntVar(&o.repeat, "repeat", 1, "rounds: every scenario runs once per round, in order; the targets report the median round (an odd number gives a true median)")
 	fs.Int64Var(&o.genMemory, "gen-memory", 2<<30, "bytes: the generator collects its garbage only when its heap nears this (GOGC off, this as GOMEMLIMIT), so its collections stay out of what it measures; 0 = Go's default (GOGC 100); the servers under test are not affected")
 }

@@ -17,11 +17,10 @@ import (
 	"urva/transport/turn/coturntool"
 )
 
-// uclient load of the TURN scenario: turnClients sessions (-m), each
+// uclient load of the TURN scenario: -turn-sessions sessions (-m), each
 // sending one turnLength-byte message (-l) every turnInterval (-z) for the
 // scenario's duration.
 const (
-	turnClients  = 50
 	turnLength   = 120
 	turnInterval = 5 * time.Millisecond
 )
@@ -65,7 +64,7 @@ func runTURN(o *opts) ([]Result, error) {
 		// uclient waits 1 to 6 s before sending: cover its whole run.
 		go func() { prof <- c.cpuProfile(o.duration+8*time.Second, filepath.Join(o.profile, "turn.pprof")) }()
 	}
-	row, err := uclientRun(uclient, c.pid(), port, peerPort, msgs)
+	row, err := uclientRun(uclient, c.pid(), port, peerPort, o.turnSessions, msgs)
 	if prof != nil {
 		if perr := <-prof; perr != nil {
 			fmt.Fprintf(os.Stderr, "urva-load: profile of turn: %v\n", perr)
@@ -99,7 +98,7 @@ func runTURN(o *opts) ([]Result, error) {
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	time.Sleep(time.Second) // no readiness signal; uclient retries anyway
-	row, err = uclientRun(uclient, cmd.Process.Pid, port, peerPort, msgs)
+	row, err = uclientRun(uclient, cmd.Process.Pid, port, peerPort, o.turnSessions, msgs)
 	row.Variant, row.Server = "coturn", "child: turnserver "+coturnVersion(ts)
 	rows = append(rows, row)
 	return rows, err
@@ -107,10 +106,10 @@ func runTURN(o *opts) ([]Result, error) {
 
 // uclientRun runs uclient against the server on port and reads its report
 // and the server's CPU time over the run.
-func uclientRun(uclient string, pid, port, peerPort, msgs int) (Result, error) {
+func uclientRun(uclient string, pid, port, peerPort, sessions, msgs int) (Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	args := []string{"-u", "bench", "-W", benchTURNSecret, "-n", strconv.Itoa(msgs), "-m", strconv.Itoa(turnClients),
+	args := []string{"-u", "bench", "-W", benchTURNSecret, "-n", strconv.Itoa(msgs), "-m", strconv.Itoa(sessions),
 		"-l", strconv.Itoa(turnLength), "-z", strconv.Itoa(int(turnInterval / time.Millisecond)),
 		"-e", "127.0.0.1", "-r", strconv.Itoa(peerPort), "-p", strconv.Itoa(port), "127.0.0.1"}
 	cpu0, t0 := proccpu.Seconds(pid), time.Now()
@@ -129,7 +128,7 @@ func uclientRun(uclient string, pid, port, peerPort, msgs int) (Result, error) {
 		row.PerSec = float64(pk) / row.Seconds
 	}
 	row.Note = fmt.Sprintf("%.1f CPU s per M packets, loss %s%% (lost %d); uclient -m %d -n %d -l %d -z %d; per s = packets incl. uclient's 1-6s start wait",
-		row.CPUPerM, rep.LossPercent, rep.Lost, turnClients, msgs, turnLength, int(turnInterval/time.Millisecond))
+		row.CPUPerM, rep.LossPercent, rep.Lost, sessions, msgs, turnLength, int(turnInterval/time.Millisecond))
 	return row, nil
 }
 

@@ -225,6 +225,9 @@ func (l *relayLoop) open(host string, port int, listen bool, queue int, alloc *l
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
 			return fail(fmt.Errorf("turn: SO_REUSEPORT: %w", err))
 		}
+		if err := l.s.sizeBuffers(fd); err != nil {
+			return fail(err)
+		}
 	}
 	var sa unix.Sockaddr
 	if family == unix.AF_INET {

@@ -95,7 +95,48 @@ type Server struct {
 	relayedBytes atomic.Int64
 	dropped      atomic.Int64
 	loopPackets  atomic.Int64
+	// rcvBuf is the smallest receive buffer a UDP listening socket got
+	// (bytes, as the kernel reports it); 0 when not known.
+	rcvBuf atomic.Int64
 }
+
+// listenerBuffer is the receive and send buffer each UDP listening socket
+// asks for. Every client's packets arrive on the listening sockets, so when
+// the relay falls behind for a few milliseconds (its thread descheduled on
+// a busy machine) the packets must wait there: the kernel's default
+// (212,992 bytes, about 270 small datagrams with the kernel's overhead of
+// each) fills in under 3 ms at 100,000 packets a second, and every packet
+// that finds it full is lost. The kernel caps the size at
+// net.core.rmem_max (wmem_max for sending) and reports twice what it
+// grants; Start logs the size obtained, and warns when the cap left it
+// under what was asked. coturn asks its listening sockets for 2 MiB the
+// same way.
+const listenerBuffer = 4 << 20
+
+// sizeBuffers asks listenerBuffer for the receive and send buffers of the
+// UDP socket fd and records the receive buffer obtained.
+func (s *Server) sizeBuffers(fd int) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, listenerBuffer); err != nil {
+		return fmt.Errorf("turn: SO_RCVBUF: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, listenerBuffer); err != nil {
+		return fmt.Errorf("turn: SO_SNDBUF: %w", err)
+	}
+	got, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	if err != nil {
+		return fmt.Errorf("turn: SO_RCVBUF: %w", err)
+	}
+	for {
+		old := s.rcvBuf.Load()
+		if old != 0 && old <= int64(got) || s.rcvBuf.CompareAndSwap(old, int64(got)) {
+			return nil
+		}
+	}
+}
+
+// UDPReceiveBuffer is the smallest receive buffer, in bytes as the kernel
+// reports it, that a UDP listening socket obtained.
+func (s *Server) UDPReceiveBuffer() int { return int(s.rcvBuf.Load()) }
 
 var errQuota = errors.New("turn: allocation quota exceeded")
 
@@ -197,7 +238,12 @@ func Start(o Options) (*Server, error) {
 	}
 	s.srv = srv
 	o.Log.Info().Str("udp", s.Addr().String()).Str("tcp", ln.Addr().String()).
-		Int("udp_listeners", o.UDPListeners).Str("relay_ip", relayIP.String()).Msg("turn server started")
+		Int("udp_listeners", o.UDPListeners).Int("udp_receive_buffer", s.UDPReceiveBuffer()).
+		Str("relay_ip", relayIP.String()).Msg("turn server started")
+	if got := s.UDPReceiveBuffer(); got < listenerBuffer {
+		o.Log.Warn().Int("udp_receive_buffer", got).Int("asked", listenerBuffer).
+			Msg("turn: the UDP listening sockets got a smaller receive buffer than asked (net.core.rmem_max caps it): bursts the relay cannot take at once are dropped sooner; raise net.core.rmem_max and net.core.wmem_max, see docs/operations.md")
+	}
 	return s, nil
 }
 
@@ -231,7 +277,29 @@ func (s *Server) listenUDP(ctx context.Context, lc net.ListenConfig, host string
 	if err != nil {
 		return nil, err
 	}
+	if err := s.sizePacketConn(pc); err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
 	return &udpConn{PacketConn: newRawUDP(pc), s: s}, nil
+}
+
+// sizePacketConn sizes the buffers of a listening socket the standard
+// library opened (sizeBuffers).
+func (s *Server) sizePacketConn(pc net.PacketConn) error {
+	sc, ok := pc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = s.sizeBuffers(int(fd)) }); err != nil {
+		return err
+	}
+	return serr
 }
 
 func reusePort(_, _ string, c syscall.RawConn) error {

@@ -8,6 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -321,5 +325,29 @@ func TestPortNotShared(t *testing.T) {
 			t.Fatalf("port %d given to two servers", p)
 		}
 		seen[p] = true
+	}
+}
+
+// TestListenerBuffers: every UDP listening socket, on the relay loop or on
+// pion's goroutines, asks for listenerBuffer, which the kernel grants up to
+// net.core.rmem_max and reports doubled.
+func TestListenerBuffers(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the kernel's accounting of socket buffers is Linux's")
+	}
+	b, err := os.ReadFile("/proc/sys/net/core/rmem_max")
+	if err != nil {
+		t.Skipf("net.core.rmem_max unreadable: %v", err)
+	}
+	rmemMax, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 2 * min(listenerBuffer, rmemMax)
+	for _, goroutines := range []bool{false, true} {
+		s := start(t, Options{Secrets: []string{"s"}, UDPListeners: 2, GoroutineRelay: goroutines})
+		if got := s.UDPReceiveBuffer(); got != want {
+			t.Errorf("goroutine relay %v: receive buffer %d, want %d (2 x min(%d, rmem_max %d))", goroutines, got, want, listenerBuffer, rmemMax)
+		}
 	}
 }
