@@ -134,6 +134,16 @@ func (s *Server) sizeBuffers(fd int) error {
 	}
 }
 
+// bufferCapped reports whether a receive buffer the kernel of goos
+// reported is less than listenerBuffer granted: Linux reports twice what it
+// grants, the BSDs and macOS what they grant.
+func bufferCapped(goos string, reported int) bool {
+	if goos == "linux" {
+		reported /= 2
+	}
+	return reported < listenerBuffer
+}
+
 // UDPReceiveBuffer is the smallest receive buffer, in bytes as the kernel
 // reports it, that a UDP listening socket obtained.
 func (s *Server) UDPReceiveBuffer() int { return int(s.rcvBuf.Load()) }
@@ -240,7 +250,7 @@ func Start(o Options) (*Server, error) {
 	o.Log.Info().Str("udp", s.Addr().String()).Str("tcp", ln.Addr().String()).
 		Int("udp_listeners", o.UDPListeners).Int("udp_receive_buffer", s.UDPReceiveBuffer()).
 		Str("relay_ip", relayIP.String()).Msg("turn server started")
-	if got := s.UDPReceiveBuffer(); got < listenerBuffer {
+	if got := s.UDPReceiveBuffer(); bufferCapped(runtime.GOOS, got) {
 		o.Log.Warn().Int("udp_receive_buffer", got).Int("asked", listenerBuffer).
 			Msg("turn: the UDP listening sockets got a smaller receive buffer than asked (net.core.rmem_max caps it): bursts the relay cannot take at once are dropped sooner; raise net.core.rmem_max and net.core.wmem_max, see docs/operations.md")
 	}

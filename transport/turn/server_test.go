@@ -351,3 +351,23 @@ func TestListenerBuffers(t *testing.T) {
 		}
 	}
 }
+
+// TestBufferCapped: Linux reports the buffer it grants doubled, so a
+// grant of exactly what was asked reads as twice listenerBuffer there.
+func TestBufferCapped(t *testing.T) {
+	for _, c := range []struct {
+		goos     string
+		reported int
+		capped   bool
+	}{
+		{"linux", 2 * listenerBuffer, false},
+		{"linux", listenerBuffer, true}, // rmem_max at half of what was asked
+		{"linux", 425984, true},         // the kernel's default cap, 212,992
+		{"darwin", listenerBuffer, false},
+		{"darwin", listenerBuffer / 2, true},
+	} {
+		if got := bufferCapped(c.goos, c.reported); got != c.capped {
+			t.Errorf("bufferCapped(%s, %d) = %v, want %v", c.goos, c.reported, got, c.capped)
+		}
+	}
+}
